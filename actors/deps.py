@@ -1,0 +1,42 @@
+"""What the actors share: the adapters and the limiters that bound their threads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import attrs
+import trio
+
+from vault.config import Settings
+from vault.events import Destination
+from vault.ports import BlobStore, EventSink, MetadataStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Backends:
+    """The adapters, each reached only through its own limiter.
+
+    Blocking calls never run on the event loop: ``in_db`` and ``in_blobs``
+    move them to a worker thread, at most ``limit`` at a time per backend.
+    """
+
+    settings: Settings
+    store: MetadataStore
+    blobs: BlobStore
+    sinks: dict[Destination, EventSink]
+    db_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
+    blob_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
+    sink_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(4))
+
+    async def in_db(self, fn: Callable[..., T], *args: object) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.db_limiter)
+
+    async def in_blobs(self, fn: Callable[..., T], *args: object) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.blob_limiter)
+
+    async def in_sink(self, fn: Callable[..., T], *args: object) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.sink_limiter)

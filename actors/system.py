@@ -1,0 +1,183 @@
+"""Assembling the actors: every mailbox size and concurrency bound is here.
+
+``run_vault`` starts each actor under its supervisor with ``nursery.start``,
+so it reports ready (``task_status.started(vault)``) only once every actor
+can take messages; the HTTP port opens after that.
+
+Shutdown order (``Vault.stop``): producers first (poller, upload, verifier,
+archiver) finish what they hold, then the publishers drain the outbox one
+last time; whatever is still running when the grace period ends is
+cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
+from actors.deps import Backends
+from actors.poller import EntityDeletionPoller, PollRequest
+from actors.publisher import Nudge, PublisherActor, PublishPolicy
+from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, supervise
+from actors.upload import StoreDocument, UploadActor
+from actors.verifier import VerifierActor, VerifyDocument
+from vault.events import Destination
+
+log = structlog.get_logger("vault.system")
+
+
+@attrs.frozen
+class Sizing:
+    """Mailbox capacities and concurrency bounds, one place to tune them."""
+
+    upload_mailbox: int = 64
+    upload_concurrency: int = 16
+    verifier_mailbox: int = 64
+    verifier_concurrency: int = 4
+    archiver_mailbox: int = 64
+    archiver_concurrency: int = 4
+    publisher_mailbox: int = 1
+    poller_mailbox: int = 1
+    restart: RestartPolicy = RestartPolicy()
+    publish: PublishPolicy = PublishPolicy()
+
+
+@attrs.define
+class Vault:
+    """Handles to the running actors, for the HTTP layer and the poller."""
+
+    backends: Backends
+    upload: Mailbox[StoreDocument]
+    verifier: Mailbox[VerifyDocument]
+    archiver: Mailbox[ArchiveDocument | ArchiveEntity]
+    audit_publisher: PublisherActor
+    alerter: PublisherActor
+    poller: Mailbox[PollRequest]
+    _done: dict[str, trio.Event] = attrs.field(factory=dict)
+    _cancel: trio.CancelScope | None = None
+
+    @property
+    def mailboxes(self) -> list[Mailbox[Any]]:
+        return [
+            self.upload,
+            self.verifier,
+            self.archiver,
+            self.audit_publisher.mailbox,
+            self.alerter.mailbox,
+            self.poller,
+        ]
+
+    def health(self) -> list[ActorHealth]:
+        return [m.health for m in self.mailboxes]
+
+    def health_of(self, name: str) -> ActorHealth | None:
+        for mailbox in self.mailboxes:
+            if mailbox.name == name:
+                return mailbox.health
+        return None
+
+    async def stop(self, grace: float) -> None:
+        """Close mailboxes in order and wait for the actors, at most ``grace`` seconds."""
+        with trio.move_on_after(grace) as scope:
+            for stage in (
+                [self.poller],
+                [self.upload, self.verifier, self.archiver],
+                [self.audit_publisher.mailbox, self.alerter.mailbox],
+            ):
+                for mailbox in stage:
+                    if mailbox.health.state is not ActorState.DISABLED:
+                        mailbox.health.state = ActorState.STOPPING
+                    mailbox.close()
+                for mailbox in stage:
+                    done = self._done.get(mailbox.name)
+                    if done is not None:
+                        await done.wait()
+        if scope.cancelled_caught:
+            log.warning("shutdown_grace_exceeded", grace_seconds=grace)
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+
+async def run_vault(
+    backends: Backends,
+    sizing: Sizing = Sizing(),
+    *,
+    task_status: trio.TaskStatus[Vault] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run every actor until ``Vault.stop`` (or cancellation)."""
+    settings = backends.settings
+    audit_publisher = PublisherActor(
+        "audit_publisher",
+        Mailbox[Nudge]("audit_publisher", sizing.publisher_mailbox),
+        backends,
+        (Destination.DOCUMENT_EVENTS, Destination.AUDIT_EVENTS),
+        sizing.publish,
+    )
+    alerter = PublisherActor(
+        "alerter",
+        Mailbox[Nudge]("alerter", sizing.publisher_mailbox),
+        backends,
+        (Destination.INTEGRITY_ALERTS,),
+        sizing.publish,
+    )
+    vault = Vault(
+        backends=backends,
+        upload=Mailbox("upload", sizing.upload_mailbox),
+        verifier=Mailbox("verifier", sizing.verifier_mailbox),
+        archiver=Mailbox("archiver", sizing.archiver_mailbox),
+        audit_publisher=audit_publisher,
+        alerter=alerter,
+        poller=Mailbox("entity_deletion_poller", sizing.poller_mailbox),
+    )
+    upload = UploadActor(
+        vault.upload, backends, concurrency=sizing.upload_concurrency,
+        committed=audit_publisher.nudge,
+    )
+    verifier = VerifierActor(
+        vault.verifier, backends, concurrency=sizing.verifier_concurrency,
+        committed=audit_publisher.nudge, alerted=alerter.nudge,
+    )
+    archiver = ArchiverActor(
+        vault.archiver, backends, concurrency=sizing.archiver_concurrency,
+        committed=audit_publisher.nudge,
+    )
+    poller = EntityDeletionPoller(vault.poller, vault.archiver, settings)
+
+    async with trio.open_nursery() as nursery:
+        vault._cancel = nursery.cancel_scope
+        order: list[tuple[Mailbox[Any], Callable[..., Awaitable[None]]]] = [
+            (audit_publisher.mailbox, audit_publisher.run),
+            (alerter.mailbox, alerter.run),
+            (vault.upload, upload.run),
+            (vault.verifier, verifier.run),
+            (vault.archiver, archiver.run),
+        ]
+        if poller.enabled:
+            order.append((vault.poller, poller.run))
+        else:
+            vault.poller.health.state = ActorState.DISABLED
+        for mailbox, run in order:
+            done = trio.Event()
+            vault._done[mailbox.name] = done
+            await nursery.start(_supervised, mailbox, run, sizing.restart, done)
+        log.info("actors_started", actors=[m.name for m in vault.mailboxes])
+        task_status.started(vault)
+
+
+async def _supervised(
+    mailbox: Mailbox[Any],
+    run: Callable[..., Awaitable[None]],
+    policy: RestartPolicy,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await supervise(mailbox, run, policy, task_status=task_status)
+    finally:
+        done.set()

@@ -1,0 +1,102 @@
+"""The Quart-Trio application: routes, request ids, error mapping, metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import structlog
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors.system import Vault
+from vault.errors import VaultError
+from vault.permissions import Authorizer, IdentityProvider
+from vault.signing import UrlSigner
+
+from .body import BoundedHTTPConnection, BoundedRequest
+from .documents import api
+from .metrics import Metrics
+from .operator import operator
+from .problems import from_http_exception, from_vault_error, internal_error
+from .state import AppState
+
+log = structlog.get_logger("vault.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class VaultApp(QuartTrio):
+    asgi_http_class = BoundedHTTPConnection
+    request_class = BoundedRequest
+
+
+def create_app(
+    vault: Vault,
+    *,
+    identity: IdentityProvider,
+    authorizer: Authorizer,
+    signer: UrlSigner | None,
+) -> VaultApp:
+    here = str(Path(__file__).parent)
+    app = VaultApp("vault_http", root_path=here, instance_path=here)
+    app.config["MAX_CONTENT_LENGTH"] = None  # the upload route enforces its own limit
+    app.config["BODY_TIMEOUT"] = None  # a slow client is paced by TCP, not cut off
+    app.config["RESPONSE_TIMEOUT"] = None
+    metrics = Metrics(vault.health)
+    app.extensions["vault"] = AppState(
+        vault=vault, identity=identity, authorizer=authorizer, metrics=metrics, signer=signer
+    )
+    app.register_blueprint(api)
+    app.register_blueprint(operator)
+
+    @app.before_request
+    async def start_request() -> None:
+        sent = request.headers.get("X-Request-ID", "")
+        request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        g.request_id = request_id
+        g.started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+    @app.after_request
+    async def finish_request(response: Response) -> Response:
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        started = g.get("started")
+        if started is not None:
+            elapsed = time.perf_counter() - started
+            metrics.observe(request.method, rule, response.status_code, elapsed)
+            if not rule.startswith(("/healthz", "/metrics", "/readyz")):
+                log.info(
+                    "request_finished",
+                    method=request.method,
+                    path=request.path,
+                    status=response.status_code,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+        structlog.contextvars.unbind_contextvars("request_id")
+        return response
+
+    @app.errorhandler(VaultError)
+    async def vault_error(exc: VaultError) -> Response:
+        if exc.status >= 500:
+            log.warning("request_failed", error_code=exc.error_code, detail=exc.detail)
+        return from_vault_error(exc)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        return from_http_exception(exc)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        if isinstance(exc, trio.Cancelled):  # pragma: no cover - Cancelled is a BaseException
+            raise exc
+        log.exception("unhandled_error")
+        return internal_error()
+
+    return app

@@ -1,0 +1,428 @@
+"""The ``/api/v1`` document routes.
+
+Order of checks, as the contract fixes it: identity (401), request shape
+(422), the document exists (404), permission (403), then the upload's own
+checks. Reads go to the metadata store through its limiter; every change
+goes through the actor that owns it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import trio
+from quart import Blueprint, Response, request
+
+from actors.archiver import Archived, ArchiveDocument
+from actors.runtime import ActorCrashed, ask
+from actors.upload import StoreDocument, UploadAbandoned, UploadForm
+from actors.verifier import VerifyDocument
+from vault.config import MAX_URL_EXPIRY_SECONDS
+from vault.errors import FileTooLarge, InvalidExpiry, InvalidRequest, VaultError
+from vault.events import download_issued_event
+from vault.models import (
+    Action,
+    Actor,
+    Document,
+    DocumentType,
+    EntityType,
+    document_json,
+    iso_response,
+    utcnow,
+)
+from vault.ports import PageCursor
+from vault.validation import clean_filename, normalize_mime, parse_metadata
+
+from .multipart import PartData, PartEnd, PartStart, boundary_of, parse_multipart
+from .state import authorize, correlation_id, identify, parse_uuid, state
+
+api = Blueprint("documents", __name__, url_prefix="/api/v1")
+
+FORM_ROOM = 64 * 1024
+"""Bytes allowed beyond the file's limit for the other form fields."""
+CHUNK_QUEUE = 8
+"""Body chunks in flight between the HTTP handler and the upload actor."""
+REQUIRED_UPLOAD_FIELDS = ("entity_id", "entity_type", "document_type")
+MAX_TOKEN_ID = 2**31 - 1
+
+
+def ok(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+async def load_document(document_id: UUID) -> Document:
+    backends = state().vault.backends
+    return await backends.in_db(backends.store.get_document, document_id)
+
+
+# ---------------------------------------------------------------- upload
+
+
+class _UploadRequest:
+    """One upload in progress: fields seen so far, and the file's trip to the actor."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.field_bytes = 0
+        self.actor: Actor | None = None
+        self.form: UploadForm | None = None
+        self.file_seen = False
+        self.refused = False
+        self.filename = "document"
+        self.chunks_send: trio.MemorySendChannel[bytes] | None = None
+        self.form_send: trio.MemorySendChannel[UploadForm] | None = None
+        self.reply_recv: trio.MemoryReceiveChannel[Any] | None = None
+
+    def close_chunks(self) -> None:
+        if self.chunks_send is not None:
+            self.chunks_send.close()
+            self.chunks_send = None
+
+    def can_resolve_early(self) -> bool:
+        """Every required field arrived before the file, and the actor is known."""
+        known_actor = "uploaded_by" in self.fields or "X-Actor-Id" in request.headers
+        return known_actor and all(self.fields.get(n) for n in REQUIRED_UPLOAD_FIELDS)
+
+    async def resolve_form(self) -> UploadForm:
+        """Identity, then field shape, then permission, then metadata."""
+        actor = identify(self.fields.get("uploaded_by"))
+        errors = []
+        for name in REQUIRED_UPLOAD_FIELDS:
+            if not self.fields.get(name):
+                errors.append({"loc": ["body", name], "msg": "field required"})
+        if not self.file_seen:
+            errors.append({"loc": ["body", "file"], "msg": "field required"})
+        entity_id = _collect(errors, "entity_id", self.fields.get("entity_id"), UUID)
+        entity_type = _collect(errors, "entity_type", self.fields.get("entity_type"), EntityType)
+        document_type = _collect(
+            errors, "document_type", self.fields.get("document_type"), DocumentType
+        )
+        uploaded_by = _collect(errors, "uploaded_by", self.fields.get("uploaded_by"), UUID)
+        token_id = _collect(errors, "token_id", self.fields.get("token_id"), _token_id)
+        if errors:
+            raise InvalidRequest(errors)
+        assert entity_id is not None and entity_type is not None and document_type is not None
+        await authorize(actor, Action.UPLOAD, entity_id, "uploaded_by", uploaded_by)
+        metadata = parse_metadata(self.fields.get("metadata"))
+        return UploadForm(
+            entity_id=entity_id,
+            entity_type=entity_type,
+            document_type=document_type,
+            token_id=token_id,
+            metadata=metadata,
+            filename=self.filename,
+            actor=actor,
+        )
+
+
+def _token_id(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= MAX_TOKEN_ID:
+        raise ValueError(raw)
+    return value
+
+
+def _collect(errors: list[dict[str, Any]], name: str, raw: str | None, parse: Any) -> Any:
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse(raw)
+    except ValueError:
+        message = {
+            UUID: "not a valid UUID",
+            EntityType: f"must be one of {', '.join(EntityType)}",
+            DocumentType: f"must be one of {', '.join(DocumentType)}",
+        }.get(parse, "not a valid value")
+        errors.append({"loc": ["body", name], "msg": message})
+        return None
+
+
+@api.post("/documents/upload")
+async def upload() -> Response:
+    limit = state().settings.max_upload_file_size_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit + FORM_ROOM:
+        raise FileTooLarge(limit)
+    boundary = boundary_of(request.headers.get("Content-Type"))
+    up = _UploadRequest()
+    try:
+        await _read_form(up, boundary)
+        if not up.refused:
+            up.form = await up.resolve_form()
+    finally:
+        # The actor waits for exactly one form, or for the channel to close
+        # empty (abandon): both happen here, on every path out.
+        up.close_chunks()
+        if up.form_send is not None:
+            if up.form is not None:
+                up.form_send.send_nowait(up.form)
+            up.form_send.close()
+    result = await _await_store(up)
+    if isinstance(result, VaultError):
+        raise result
+    if result is None:
+        raise UploadAbandoned("the upload ended without a file")
+    return ok(document_json(result), 201)
+
+
+async def _read_form(up: _UploadRequest, boundary: bytes) -> None:
+    """Read the multipart body, forwarding the file's bytes to the upload actor.
+
+    Fields sent before the file are checked before any of its bytes are
+    read (401, 422, 403 come first); fields after it are checked once the
+    body is complete. When the actor refuses the file mid-stream (too
+    large, wrong type), reading stops at once.
+    """
+    current_field = ""
+    async with aclosing(parse_multipart(boundary, _body_chunks())) as events:
+        async for event in events:
+            match event:
+                case PartStart(name="file", filename=filename, content_type=content_type):
+                    if up.file_seen:
+                        raise InvalidRequest.field("body", "file", "only one file per upload")
+                    up.file_seen = True
+                    up.filename = clean_filename(filename)
+                    if up.can_resolve_early():
+                        await up.resolve_form()  # fail fast; resolved again at the end
+                    up.chunks_send = await _start_store(up, normalize_mime(content_type))
+                case PartStart(name=name):
+                    current_field = name
+                    up.fields[name] = ""
+                case PartData(data=data) if up.chunks_send is not None:
+                    try:
+                        await up.chunks_send.send(data)
+                    except trio.BrokenResourceError:
+                        up.refused = True  # the actor said no; its reply says why
+                        return
+                case PartData(data=data):
+                    up.field_bytes += len(data)
+                    if up.field_bytes > FORM_ROOM:
+                        raise InvalidRequest.field("body", current_field, "form fields too large")
+                    up.fields[current_field] += data.decode("utf-8", "replace")
+                case PartEnd():
+                    up.close_chunks()
+
+
+async def _body_chunks() -> AsyncIterator[bytes]:
+    async for chunk in request.body:
+        if chunk:
+            yield chunk
+
+
+async def _start_store(up: _UploadRequest, mime: str) -> trio.MemorySendChannel[bytes]:
+    """Hand the upload actor a new StoreDocument; from here on it reads the file."""
+    st = state()
+    chunks_send, chunks_recv = trio.open_memory_channel[bytes](CHUNK_QUEUE)
+    form_send, form_recv = trio.open_memory_channel[UploadForm](1)
+    reply_send, reply_recv = trio.open_memory_channel[Any](1)
+    up.form_send, up.reply_recv = form_send, reply_recv
+    await st.vault.upload.send(
+        StoreDocument(
+            document_id=uuid4(),
+            declared_mime=mime,
+            chunks=chunks_recv,
+            form=form_recv,
+            correlation_id=correlation_id(),
+            reply=reply_send,
+        ),
+        deadline=st.deadline(),
+    )
+    return chunks_send
+
+
+async def _await_store(up: _UploadRequest) -> Document | VaultError | None:
+    if up.reply_recv is None:
+        return None
+    with up.reply_recv:
+        try:
+            result: Document | VaultError = await up.reply_recv.receive()
+        except trio.EndOfChannel:
+            return ActorCrashed("upload")
+    if isinstance(result, UploadAbandoned):
+        return None
+    return result
+
+
+# ---------------------------------------------------------------- verify
+
+
+@api.post("/documents/verify")
+async def verify() -> Response:
+    body = await _json_body()
+    actor_raw = body.get("verifier_id", body.get("verified_by"))
+    if actor_raw is not None and not isinstance(actor_raw, str):
+        actor_raw = str(actor_raw)
+    actor = identify(actor_raw)
+    document_id = parse_uuid(_str_or_none(body.get("document_id")), "body", "document_id")
+    named = parse_uuid(actor_raw, "body", "verifier_id", required=False)
+    assert document_id is not None
+    doc = await load_document(document_id)
+    await authorize(actor, Action.VERIFY, doc, "verifier_id", named)
+    st = state()
+    result: Document = await ask(
+        st.vault.verifier,
+        lambda reply: VerifyDocument(document_id, actor, correlation_id(), reply),
+        deadline=st.deadline(),
+    )
+    return ok(document_json(result))
+
+
+async def _json_body() -> dict[str, Any]:
+    raw = await request.get_data(cache=False)
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest.field("body", "json", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest.field("body", "json", "body must be a JSON object")
+    return body
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# ---------------------------------------------------------------- list
+
+
+def encode_cursor(doc: Document) -> str:
+    raw = json.dumps([doc.created_at.isoformat(), str(doc.id)]).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str) -> PageCursor:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        created, doc_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return PageCursor(created_at=moment.astimezone(UTC), document_id=UUID(doc_id))
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise InvalidRequest.field("query", "cursor", "malformed cursor") from None
+
+
+def _bool_param(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise InvalidRequest.field("query", name, "must be true or false")
+
+
+@api.get("/documents/<entity_id>")
+async def list_documents(entity_id: str) -> Response:
+    identify(None)
+    entity = parse_uuid(entity_id, "path", "entity_id")
+    assert entity is not None
+    raw_type = request.args.get("entity_type")
+    entity_type = None
+    if raw_type:
+        try:
+            entity_type = EntityType(raw_type)
+        except ValueError:
+            raise InvalidRequest.field(
+                "query", "entity_type", f"must be one of {', '.join(EntityType)}"
+            ) from None
+    include_archived = _bool_param("include_archived", False)
+    raw_limit = request.args.get("limit", "100")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise InvalidRequest.field("query", "limit", "must be an integer") from None
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest.field("query", "limit", "must be between 1 and 1000")
+    raw_cursor = request.args.get("cursor")
+    after = decode_cursor(raw_cursor) if raw_cursor else None
+    backends = state().vault.backends
+    docs = await backends.in_db(
+        lambda: backends.store.list_documents(
+            entity, entity_type=entity_type, include_archived=include_archived,
+            limit=limit + 1, after=after,
+        )
+    )
+    next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
+    return ok({"documents": [document_json(d) for d in docs[:limit]], "next_cursor": next_cursor})
+
+
+# ---------------------------------------------------------------- download
+
+
+@api.get("/documents/<document_id>/download")
+async def download(document_id: str) -> Response:
+    actor_raw = request.args.get("requestor_id")
+    actor = identify(actor_raw)
+    doc_id = parse_uuid(document_id, "path", "document_id")
+    named = parse_uuid(actor_raw, "query", "requestor_id", required=False)
+    st = state()
+    expires_in = st.settings.presigned_url_expiration_seconds
+    raw_expiry = request.args.get("expires_in")
+    if raw_expiry is not None:
+        try:
+            expires_in = int(raw_expiry)
+        except ValueError:
+            raise InvalidRequest.field("query", "expires_in", "must be an integer") from None
+    assert doc_id is not None
+    doc = await load_document(doc_id)
+    await authorize(actor, Action.DOWNLOAD, doc, "requestor_id", named)
+    if not 1 <= expires_in <= MAX_URL_EXPIRY_SECONDS:
+        raise InvalidExpiry(
+            f"expires_in must be between 1 and {MAX_URL_EXPIRY_SECONDS} seconds"
+        )
+    backends = st.vault.backends
+    url = await backends.in_blobs(
+        lambda: backends.blobs.presign(
+            doc.storage_key, doc.storage_version_id, filename=doc.filename,
+            mime_type=doc.mime_type, expires_in=expires_in, document_id=doc.id,
+        )
+    )
+    issued_at = utcnow()
+    expires_at = datetime.fromtimestamp(int(time.time()) + expires_in, UTC)
+    await backends.in_db(
+        backends.store.append_events,
+        [download_issued_event(doc, actor, expires_in, correlation_id(), issued_at)],
+    )
+    st.vault.audit_publisher.nudge()
+    return ok({
+        "document_id": str(doc.id),
+        "download_url": url,
+        "expires_in_seconds": expires_in,
+        "expires_at": iso_response(expires_at),
+    })
+
+
+# ---------------------------------------------------------------- archive
+
+
+@api.delete("/documents/<document_id>")
+async def archive(document_id: str) -> Response:
+    actor_raw = request.args.get("archived_by")
+    actor = identify(actor_raw)
+    doc_id = parse_uuid(document_id, "path", "document_id")
+    named = parse_uuid(actor_raw, "query", "archived_by", required=False)
+    assert doc_id is not None
+    doc = await load_document(doc_id)
+    await authorize(actor, Action.ARCHIVE, doc, "archived_by", named)
+    st = state()
+    result: Archived = await ask(
+        st.vault.archiver,
+        lambda reply: ArchiveDocument(doc_id, actor, correlation_id(), reply),
+        deadline=st.deadline(),
+    )
+    return ok({
+        "document_id": str(result.document.id),
+        "status": "archived",
+        "archived_at": iso_response(result.document.archived_at),
+    })

@@ -1,0 +1,80 @@
+"""Prometheus metrics: request latency by route and status, and each actor's counters.
+
+Actor figures are read from their health records at scrape time, so the
+actors themselves never touch the metrics library.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from actors.runtime import ActorHealth
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _ActorCollector(Collector):
+    def __init__(self, health: Callable[[], list[ActorHealth]]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        depth = GaugeMetricFamily("vault_actor_mailbox_depth", "Messages waiting", labels=["actor"])
+        capacity = GaugeMetricFamily(
+            "vault_actor_mailbox_capacity", "Mailbox size", labels=["actor"]
+        )
+        in_flight = GaugeMetricFamily(
+            "vault_actor_in_flight", "Messages being handled", labels=["actor"]
+        )
+        up = GaugeMetricFamily(
+            "vault_actor_up", "1 while the actor runs (or is disabled)", labels=["actor"]
+        )
+        processed = CounterMetricFamily(
+            "vault_actor_processed", "Messages handled", labels=["actor"]
+        )
+        failed = CounterMetricFamily("vault_actor_failed", "Messages that failed", labels=["actor"])
+        restarts = CounterMetricFamily("vault_actor_restarts", "Restarts", labels=["actor"])
+        for h in self.health():
+            depth.add_metric([h.name], h.depth())
+            capacity.add_metric([h.name], h.capacity)
+            in_flight.add_metric([h.name], h.in_flight)
+            up.add_metric([h.name], 1 if h.healthy else 0)
+            processed.add_metric([h.name], h.processed)
+            failed.add_metric([h.name], h.failed)
+            restarts.add_metric([h.name], h.restarts)
+        yield from (depth, capacity, in_flight, up, processed, failed, restarts)
+
+
+class _PeakMemoryCollector(Collector):
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        yield GaugeMetricFamily(
+            "vault_process_peak_rss_bytes", "Peak resident set size", value=peak_kib * 1024
+        )
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never collide."""
+
+    def __init__(self, health: Callable[[], list[ActorHealth]]) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_ActorCollector(health))
+        self.registry.register(_PeakMemoryCollector())
+        self.request_seconds = Histogram(
+            "vault_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.request_seconds.labels(method, route, str(status)).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,119 @@
+"""``vault serve``: the composition root and the process's life cycle.
+
+Start: adapters are opened and the schema applied, every actor is started
+(``nursery.start``), and only then does hypercorn bind the port.
+
+Stop (SIGTERM or SIGINT): hypercorn stops accepting and lets in-flight
+requests finish within ``SHUTDOWN_GRACE_SECONDS``; then the actors are
+stopped in order (producers finish, publishers drain the outbox) within
+what is left of the grace period; then whatever remains is cancelled and
+the process exits 0. The signal never cancels the nursery directly.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import structlog
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from actors.deps import Backends
+from actors.system import Sizing, run_vault
+from vault.backends import event_sinks, open_blob_store, open_metadata_store, url_signer
+from vault.blobs_local import LocalBlobStore
+from vault.config import Settings
+from vault.permissions import HeaderIdentity, MatrixAuthorizer
+
+from .app import create_app
+
+log = structlog.get_logger("vault.serve")
+
+
+def build_backends(settings: Settings) -> tuple[Backends, Any]:
+    signer = url_signer(settings)
+    store = open_metadata_store(settings)
+    store.migrate()
+    blobs = open_blob_store(settings, signer)
+    if isinstance(blobs, LocalBlobStore):
+        blobs.clean_stale_tmp()
+    backends = Backends(settings=settings, store=store, blobs=blobs, sinks=event_sinks(settings))
+    return backends, signer if isinstance(blobs, LocalBlobStore) else None
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    host = settings.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.shutdown_grace_seconds
+    config.accesslog = None
+    config.errorlog = None
+    config.keep_alive_timeout = 75  # above typical load balancer idle timeouts
+    return config
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown_trigger: trio.Event | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until ``shutdown_trigger`` is set, or SIGTERM/SIGINT arrives."""
+    stop = shutdown_trigger or trio.Event()
+    backends, signer = await trio.to_thread.run_sync(build_backends, settings)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, stop)
+            vault = await nursery.start(run_vault, backends, Sizing())
+            app = create_app(
+                vault,
+                identity=HeaderIdentity(settings.epr_mock_roles),
+                authorizer=MatrixAuthorizer(),
+                signer=signer,
+            )
+            http_done = trio.Event()
+
+            async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await hypercorn_serve(
+                        app, hypercorn_config(settings), shutdown_trigger=stop.wait,
+                        task_status=task_status,
+                    )
+                finally:
+                    http_done.set()
+
+            binds = await nursery.start(run_http)
+            log.info("vault_listening", binds=binds, environment=settings.environment,
+                     database=settings.effective_database_url.split("://")[0],
+                     blob_store=backends.blobs.bucket)
+            task_status.started(binds)
+            await stop.wait()
+            stopped_at = trio.current_time()
+            log.info("shutdown_started", grace_seconds=settings.shutdown_grace_seconds)
+            # hypercorn returns once in-flight requests are done (or its grace ends);
+            # wait for that before stopping the actors they may still be using.
+            with trio.move_on_after(settings.shutdown_grace_seconds + 1):
+                await http_done.wait()
+            remaining = settings.shutdown_grace_seconds - (trio.current_time() - stopped_at)
+            await vault.stop(max(remaining, 1.0))
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(backends.store.close)
+        log.info("vault_stopped")
+
+
+async def _watch_signals(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+def run(settings: Settings) -> int:
+    trio.run(serve, settings)
+    return 0

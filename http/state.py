@@ -1,0 +1,75 @@
+"""What the HTTP layer holds: the running vault, identity, authorization, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from uuid import UUID
+
+import attrs
+import trio
+from quart import current_app, g, request
+
+from actors.system import Vault
+from vault.config import Settings
+from vault.errors import InvalidRequest
+from vault.models import Action, Actor, Document
+from vault.permissions import Authorizer, IdentityProvider, check_actor_field
+from vault.signing import UrlSigner
+
+from .metrics import Metrics
+
+ASK_DEADLINE_SECONDS = 10.0
+"""How long a request waits for room in an actor's mailbox before 503 SERVICE_BUSY."""
+
+
+@attrs.define
+class AppState:
+    vault: Vault
+    identity: IdentityProvider
+    authorizer: Authorizer
+    metrics: Metrics
+    signer: UrlSigner | None
+    ask_deadline: float = ASK_DEADLINE_SECONDS
+
+    @property
+    def settings(self) -> Settings:
+        return self.vault.backends.settings
+
+    def deadline(self) -> float:
+        return trio.current_time() + self.ask_deadline
+
+
+def state() -> AppState:
+    value: AppState = current_app.extensions["vault"]
+    return value
+
+
+def correlation_id() -> str | None:
+    value: str | None = g.get("request_id")
+    return value
+
+
+def parse_uuid(raw: str | None, location: str, name: str, *, required: bool = True) -> UUID | None:
+    if raw is None or raw == "":
+        if required:
+            raise InvalidRequest.field(location, name, "field required")
+        return None
+    try:
+        value = UUID(raw)
+    except ValueError:
+        raise InvalidRequest.field(location, name, "not a valid UUID") from None
+    return value
+
+
+def identify(actor_field: str | None) -> Actor:
+    headers: Mapping[str, str] = request.headers
+    return state().identity.identify(headers, actor_field)
+
+
+async def authorize(actor: Actor, action: Action, doc_or_entity: Document | UUID,
+                    field_name: str | None = None, named: UUID | None = None) -> None:
+    """403 when the seed actor field names someone else, or the actor may not act."""
+    if field_name is not None:
+        check_actor_field(actor, field_name, named)
+    entity_id = doc_or_entity.entity_id if isinstance(doc_or_entity, Document) else doc_or_entity
+    await state().authorizer.authorize(actor, action, entity_id)

@@ -1,0 +1,77 @@
+"""Fixtures shared by the vault's adapter contract suites.
+
+``store`` is a migrated ``MetadataStore`` for each backend in
+``STORE_BACKENDS``. A backend is a context manager yielding a
+``StoreBackend``; adding PostgreSQL means adding one entry there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import attrs
+import pytest
+
+from vault.ports import MetadataStore
+from vault.sqlite_store import SQLiteMetadataStore
+
+
+@attrs.frozen
+class StoreBackend:
+    """One database behind the store, and ways to reach it around the store."""
+
+    name: str
+    open_store: Callable[[], MetadataStore]
+    """Another migrated store on the same database (closed at teardown)."""
+    execute: Callable[[str, Sequence[object]], None]
+    """Run one statement straight through the driver, committing it."""
+    driver_error: type[Exception]
+    """What the driver raises when the database refuses a statement."""
+
+
+@contextlib.contextmanager
+def _sqlite_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    path = tmp_path / "vault.sqlite3"
+    opened: list[SQLiteMetadataStore] = []
+
+    def open_store() -> MetadataStore:
+        store = SQLiteMetadataStore(path)
+        opened.append(store)
+        store.migrate()
+        return store
+
+    def execute(sql: str, params: Sequence[object]) -> None:
+        conn = sqlite3.connect(path)
+        try:
+            with conn:
+                conn.execute(sql, params)
+        finally:
+            conn.close()
+
+    try:
+        yield StoreBackend("sqlite", open_store, execute, sqlite3.DatabaseError)
+    finally:
+        for store in opened:
+            store.close()
+
+
+STORE_BACKENDS: dict[
+    str, Callable[[pytest.FixtureRequest], contextlib.AbstractContextManager[StoreBackend]]
+] = {
+    "sqlite": _sqlite_backend,
+}
+
+
+@pytest.fixture(params=sorted(STORE_BACKENDS))
+def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
+    with STORE_BACKENDS[request.param](request) as backend:
+        yield backend
+
+
+@pytest.fixture
+def store(store_backend: StoreBackend) -> MetadataStore:
+    return store_backend.open_store()

@@ -1,0 +1,1120 @@
+"""The ``MetadataStore`` contract, run against every backend in ``conftest``.
+
+The last class holds what only the SQLite store promises (file handling,
+driver-error mapping); everything above it is the shared contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import attrs
+import pytest
+
+from vault import sqlite_store
+from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
+from vault.events import Destination, OutboxEvent, document_event
+from vault.ledger import GENESIS_HASH, entry_is_consistent
+from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.ports import MetadataStore, PageCursor
+from vault.sqlite_store import SQLiteMetadataStore
+
+if TYPE_CHECKING:
+    from tests.vault.conftest import StoreBackend
+
+BASE = datetime(2025, 10, 23, 12, 34, 56, 789123, tzinfo=UTC)
+
+
+def make_document(
+    *,
+    entity_id: UUID | None = None,
+    sha256_hash: str | None = None,
+    created_at: datetime = BASE,
+    **changes: Any,
+) -> Document:
+    doc_id = uuid4()
+    doc = Document(
+        id=doc_id,
+        entity_type=EntityType.ISSUER,
+        entity_id=entity_id or uuid4(),
+        token_id=None,
+        document_type=DocumentType.KYC,
+        filename="passport.pdf",
+        mime_type="application/pdf",
+        size_bytes=1234,
+        storage_bucket="local",
+        storage_key=f"documents/{doc_id}",
+        storage_version_id=None,
+        sha256_hash=sha256_hash or hashlib.sha256(doc_id.bytes).hexdigest(),
+        status=DocumentStatus.UPLOADED,
+        uploaded_by=uuid4(),
+        verified_by=None,
+        archived_by=None,
+        archived_at=None,
+        hash_verified_at=None,
+        on_chain_reference=None,
+        metadata=None,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    return attrs.evolve(doc, **changes)
+
+
+def no_events(doc: Document) -> list[OutboxEvent]:
+    return []
+
+
+class EventRecorder:
+    """An ``EventsFor`` that remembers each document it was given and emits one event."""
+
+    def __init__(self) -> None:
+        self.documents: list[Document] = []
+
+    def __call__(self, doc: Document) -> list[OutboxEvent]:
+        self.documents.append(doc)
+        return [document_event("document.recorded", doc, doc.updated_at)]
+
+
+def failing_events(doc: Document) -> list[OutboxEvent]:
+    raise RuntimeError("event builder failed")
+
+
+def make_event(
+    destination: Destination = Destination.DOCUMENT_EVENTS, created_at: datetime = BASE
+) -> OutboxEvent:
+    event_id = uuid4()
+    return OutboxEvent(
+        event_id=event_id,
+        destination=destination,
+        body={"event_id": str(event_id), "payload": {"nested": [1, "é"]}},
+        attributes={"event_type": "document.recorded"},
+        group_id=str(uuid4()),
+        created_at=created_at,
+    )
+
+
+def upload(store: MetadataStore, doc: Document, *, unique_hash: bool = True) -> Document:
+    return store.record_upload(doc, no_events, unique_hash=unique_hash)
+
+
+def pending(store: MetadataStore, destination: Destination = Destination.DOCUMENT_EVENTS) -> int:
+    return store.outbox_stats(destination).pending
+
+
+def entry_of(store: MetadataStore, doc: Document) -> LedgerEntry:
+    assert doc.on_chain_reference is not None
+    entry = store.ledger_entry(doc.on_chain_reference)
+    assert entry is not None
+    return entry
+
+
+def race(calls: Sequence[Callable[[], Document]]) -> list[Document | DuplicateDocument]:
+    """Run every call in its own thread, released together by a barrier."""
+    barrier = threading.Barrier(len(calls), timeout=30)
+
+    def run(call: Callable[[], Document]) -> Document | DuplicateDocument:
+        barrier.wait()
+        try:
+            return call()
+        except DuplicateDocument as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+class TestSchema:
+    def test_migrate_is_idempotent(self, store: MetadataStore) -> None:
+        """Migrating an already migrated store keeps its data."""
+        stored = upload(store, make_document())
+
+        store.migrate()
+        store.migrate()
+
+        assert store.get_document(stored.id) == stored
+
+    def test_ping_answers(self, store: MetadataStore) -> None:
+        """A healthy store answers ping without raising."""
+        store.ping()
+
+
+class TestDocumentRoundTrip:
+    def test_every_field_survives(self, store: MetadataStore) -> None:
+        """A document with every field set reads back equal to what was stored."""
+        doc = make_document(
+            entity_type=EntityType.COMPLIANCE,
+            token_id=42,
+            document_type=DocumentType.OFFERING_MEMORANDUM,
+            filename="mémorandum (final).pdf",
+            mime_type="application/pdf",
+            size_bytes=2**31 - 1,
+            storage_bucket="vault-bucket",
+            storage_version_id="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+            status=DocumentStatus.VERIFIED,
+            verified_by=uuid4(),
+            archived_by=uuid4(),
+            archived_at=BASE + timedelta(days=2, microseconds=1),
+            hash_verified_at=BASE + timedelta(days=1, microseconds=7),
+            metadata={"description": "Q3 ☃", "tags": ["a", "b"], "extra": {"n": 1.5}},
+            updated_at=BASE + timedelta(days=3, microseconds=999999),
+        )
+
+        stored = upload(store, doc, unique_hash=False)
+
+        assert stored == attrs.evolve(doc, on_chain_reference=stored.on_chain_reference)
+        assert store.get_document(doc.id) == stored
+
+    def test_optional_fields_stay_none(self, store: MetadataStore) -> None:
+        """Unset optional fields read back as None, not as empty values."""
+        stored = upload(store, make_document())
+
+        loaded = store.get_document(stored.id)
+
+        assert loaded == stored
+        assert (loaded.token_id, loaded.metadata, loaded.storage_version_id) == (None, None, None)
+        assert (loaded.verified_by, loaded.archived_at, loaded.hash_verified_at) == (
+            None,
+            None,
+            None,
+        )
+
+    def test_values_come_back_as_their_types(self, store: MetadataStore) -> None:
+        """Enums, UUIDs and timestamps read back as the model's types, not as text."""
+        loaded = store.get_document(upload(store, make_document()).id)
+
+        assert type(loaded.status) is DocumentStatus
+        assert type(loaded.entity_type) is EntityType
+        assert type(loaded.document_type) is DocumentType
+        assert isinstance(loaded.id, UUID)
+        assert isinstance(loaded.uploaded_by, UUID)
+        assert isinstance(loaded.created_at, datetime)
+
+    def test_timestamps_come_back_in_utc_to_the_microsecond(self, store: MetadataStore) -> None:
+        """A timestamp given with another offset reads back as the same instant in UTC."""
+        plus_two = timezone(timedelta(hours=2))
+        created = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=plus_two)
+
+        loaded = store.get_document(
+            upload(store, make_document(created_at=created, updated_at=created)).id
+        )
+
+        assert loaded.created_at == created
+        assert loaded.created_at.utcoffset() == timedelta(0)
+        assert loaded.created_at.microsecond == 678901
+
+    def test_upload_cites_its_ledger_entry(self, store: MetadataStore) -> None:
+        """The stored document's reference names the ledger entry made for it."""
+        stored = upload(store, make_document())
+
+        entry = entry_of(store, stored)
+
+        assert stored.on_chain_reference == entry.reference
+        assert (entry.document_id, entry.sha256_hash) == (stored.id, stored.sha256_hash)
+        assert entry.registered_at == stored.created_at
+
+    def test_unknown_document_is_not_found(self, store: MetadataStore) -> None:
+        """Reading an id that was never stored raises DocumentNotFound for that id."""
+        missing = uuid4()
+
+        with pytest.raises(DocumentNotFound) as caught:
+            store.get_document(missing)
+
+        assert caught.value.document_id == missing
+
+
+class TestDuplicateGuard:
+    def test_second_upload_names_the_first(self, store: MetadataStore) -> None:
+        """A second live upload of one hash for one entity is refused, naming the first."""
+        first = upload(store, make_document())
+
+        with pytest.raises(DuplicateDocument) as caught:
+            upload(store, make_document(entity_id=first.entity_id, sha256_hash=first.sha256_hash))
+
+        assert caught.value.existing_document_id == first.id
+
+    def test_refused_upload_leaves_nothing_behind(self, store: MetadataStore) -> None:
+        """A refused upload stores no row, no events and no ledger entry."""
+        first = upload(store, make_document())
+        duplicate = make_document(entity_id=first.entity_id, sha256_hash=first.sha256_hash)
+        recorder = EventRecorder()
+
+        with pytest.raises(DuplicateDocument):
+            store.record_upload(duplicate, recorder, unique_hash=True)
+
+        with pytest.raises(DocumentNotFound):
+            store.get_document(duplicate.id)
+        assert pending(store) == 0
+        assert entry_of(store, upload(store, make_document())).seq == entry_of(store, first).seq + 1
+
+    def test_same_hash_for_another_entity_is_allowed(self, store: MetadataStore) -> None:
+        """The guard is per entity: another entity may store the same bytes."""
+        first = upload(store, make_document())
+
+        other = upload(store, make_document(sha256_hash=first.sha256_hash))
+
+        assert store.get_document(other.id) == other
+
+    def test_archiving_frees_the_hash(self, store: MetadataStore) -> None:
+        """Once the holder is archived, the same hash can be uploaded again for the entity."""
+        first = upload(store, make_document())
+        store.archive_document(first.id, archived_by=None, archived_at=BASE, events=no_events)
+
+        again = upload(
+            store, make_document(entity_id=first.entity_id, sha256_hash=first.sha256_hash)
+        )
+
+        assert store.get_document(again.id) == again
+
+    def test_guard_off_allows_duplicates(self, store: MetadataStore) -> None:
+        """With unique_hash false a second live document with the same hash is stored."""
+        first = upload(store, make_document(), unique_hash=False)
+        twin = make_document(entity_id=first.entity_id, sha256_hash=first.sha256_hash)
+
+        second = upload(store, twin, unique_hash=False)
+
+        assert store.get_document(second.id) == second
+
+    def test_guard_sees_duplicates_stored_while_it_was_off(self, store: MetadataStore) -> None:
+        """A live document stored without the guard still blocks a guarded upload of its hash."""
+        first = upload(store, make_document(), unique_hash=False)
+
+        with pytest.raises(DuplicateDocument) as caught:
+            upload(store, make_document(entity_id=first.entity_id, sha256_hash=first.sha256_hash))
+
+        assert caught.value.existing_document_id == first.id
+
+    def test_find_active_duplicate_names_the_live_document(self, store: MetadataStore) -> None:
+        """The pre-check names the live document holding the hash."""
+        first = upload(store, make_document())
+
+        assert store.find_active_duplicate(first.entity_id, first.sha256_hash) == first.id
+
+    def test_find_active_duplicate_ignores_archived_and_other_entities(
+        self, store: MetadataStore
+    ) -> None:
+        """The pre-check finds nothing for another entity, nor once the holder is archived."""
+        first = upload(store, make_document())
+
+        assert store.find_active_duplicate(uuid4(), first.sha256_hash) is None
+        store.archive_document(first.id, archived_by=None, archived_at=BASE, events=no_events)
+        assert store.find_active_duplicate(first.entity_id, first.sha256_hash) is None
+
+
+class TestConcurrency:
+    def test_racing_threads_store_exactly_one(self, store: MetadataStore) -> None:
+        """Eight threads uploading one hash at once give one success and seven duplicates."""
+        entity_id, sha = uuid4(), "ab" * 32
+        docs = [make_document(entity_id=entity_id, sha256_hash=sha) for _ in range(8)]
+        recorder = EventRecorder()
+
+        outcomes = race(
+            [partial(store.record_upload, doc, recorder, unique_hash=True) for doc in docs]
+        )
+
+        winners = [o for o in outcomes if isinstance(o, Document)]
+        losers = [o for o in outcomes if isinstance(o, DuplicateDocument)]
+        assert len(winners) == 1
+        assert len(losers) == 7
+        assert {loser.existing_document_id for loser in losers} == {winners[0].id}
+        listed = store.list_documents(
+            entity_id, entity_type=None, include_archived=True, limit=100, after=None
+        )
+        assert [d.id for d in listed] == [winners[0].id]
+        assert pending(store) == 1
+
+    def test_racing_store_instances_store_exactly_one(self, store_backend: StoreBackend) -> None:
+        """Two stores on one database (as two processes) racing one hash store it once."""
+        stores = [store_backend.open_store(), store_backend.open_store()]
+        entity_id, sha = uuid4(), "cd" * 32
+        docs = [make_document(entity_id=entity_id, sha256_hash=sha) for _ in range(8)]
+
+        outcomes = race([partial(upload, stores[i % 2], doc) for i, doc in enumerate(docs)])
+
+        winners = [o for o in outcomes if isinstance(o, Document)]
+        assert len(winners) == 1
+        assert sum(isinstance(o, DuplicateDocument) for o in outcomes) == 7
+        for s in stores:
+            assert s.find_active_duplicate(entity_id, sha) == winners[0].id
+
+    def test_racing_uploads_keep_one_unbroken_chain(self, store_backend: StoreBackend) -> None:
+        """Concurrent distinct uploads from two stores get consecutive, linked ledger entries."""
+        stores = [store_backend.open_store(), store_backend.open_store()]
+        docs = [make_document() for _ in range(8)]
+
+        outcomes = race([partial(upload, stores[i % 2], doc) for i, doc in enumerate(docs)])
+
+        entries = sorted(
+            (entry_of(stores[0], o) for o in outcomes if isinstance(o, Document)),
+            key=lambda e: e.seq,
+        )
+        assert [e.seq for e in entries] == list(range(1, 9))
+        predecessors: list[LedgerEntry | None] = [None, *entries[:-1]]
+        assert all(entry_is_consistent(e, p) for e, p in zip(entries, predecessors, strict=True))
+
+    def test_racing_state_changes_all_succeed(self, store_backend: StoreBackend) -> None:
+        """Read-then-write changes racing from two stores all commit, none refused as busy."""
+        stores = [store_backend.open_store(), store_backend.open_store()]
+        docs = [upload(stores[0], make_document()) for _ in range(16)]
+        verifier = uuid4()
+
+        def change(i: int, doc: Document) -> Document:
+            store = stores[i % 2]
+            if i % 2:
+                return store.archive_document(
+                    doc.id, archived_by=None, archived_at=BASE, events=EventRecorder()
+                )[0]
+            return store.record_verification(
+                doc.id,
+                status=DocumentStatus.VERIFIED,
+                verified_by=verifier,
+                verified_at=BASE,
+                events=EventRecorder(),
+            )
+
+        outcomes = race([partial(change, i, doc) for i, doc in enumerate(docs)])
+
+        assert [stores[0].get_document(d.id) for d in docs] == outcomes
+        assert pending(stores[1]) == 16
+
+
+class TestAtomicity:
+    def test_failing_event_builder_undoes_the_upload(self, store: MetadataStore) -> None:
+        """If building the events fails, the upload leaves no row, claim or ledger entry."""
+        doc = make_document()
+
+        with pytest.raises(RuntimeError, match="event builder failed"):
+            store.record_upload(doc, failing_events, unique_hash=True)
+
+        with pytest.raises(DocumentNotFound):
+            store.get_document(doc.id)
+        retried = upload(store, attrs.evolve(doc, id=uuid4()))
+        assert entry_of(store, retried).seq == 1
+
+    def test_failing_event_builder_undoes_the_archive(self, store: MetadataStore) -> None:
+        """If building the events fails, archiving leaves the document as it was."""
+        stored = upload(store, make_document())
+
+        with pytest.raises(RuntimeError, match="event builder failed"):
+            store.archive_document(
+                stored.id, archived_by=None, archived_at=BASE, events=failing_events
+            )
+
+        assert store.get_document(stored.id) == stored
+        assert store.find_active_duplicate(stored.entity_id, stored.sha256_hash) == stored.id
+
+    def test_upload_events_are_written_with_the_document(self, store: MetadataStore) -> None:
+        """record_upload gives the builder the stored document and writes its events."""
+        recorder = EventRecorder()
+
+        stored = store.record_upload(make_document(), recorder, unique_hash=True)
+
+        assert recorder.documents == [stored]
+        rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        assert [row.event.group_id for row in rows] == [str(stored.id)]
+
+
+class TestLedger:
+    def test_consecutive_entries_link(self, store: MetadataStore) -> None:
+        """Each entry follows the previous one by seq and cites its hash."""
+        first, second = (entry_of(store, upload(store, make_document())) for _ in range(2))
+
+        assert second.seq == first.seq + 1
+        assert second.prev_hash == first.entry_hash
+        assert store.ledger_predecessor(second) == first
+
+    def test_first_entry_starts_the_chain(self, store: MetadataStore) -> None:
+        """The first entry cites the genesis hash and has no predecessor."""
+        first = entry_of(store, upload(store, make_document()))
+
+        assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
+        assert store.ledger_predecessor(first) is None
+
+    def test_stored_entries_are_consistent(self, store: MetadataStore) -> None:
+        """Entries read back recompute to their own hashes and links."""
+        entries = [entry_of(store, upload(store, make_document())) for _ in range(3)]
+
+        assert all(entry_is_consistent(e, store.ledger_predecessor(e)) for e in entries)
+
+    @pytest.mark.parametrize(
+        "reference", ["", "0x", "deadbeef", "0x" + "g" * 64, "0x" + "A" * 64, "0x" + "f" * 64]
+    )
+    def test_bad_or_unknown_reference_finds_nothing(
+        self, store: MetadataStore, reference: str
+    ) -> None:
+        """A malformed reference, or one naming no entry, finds no entry."""
+        upload(store, make_document())
+
+        assert store.ledger_entry(reference) is None
+
+    def test_entries_cannot_be_updated(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """The database itself refuses to rewrite a ledger entry."""
+        entry = entry_of(store, upload(store, make_document()))
+
+        with pytest.raises(store_backend.driver_error, match="append-only"):
+            store_backend.execute(
+                "UPDATE ledger_entries SET sha256_hash = ? WHERE seq = ?", ["0" * 64, entry.seq]
+            )
+
+        assert entry_of(store, store.get_document(entry.document_id)) == entry
+
+    def test_entries_cannot_be_deleted(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """The database itself refuses to delete a ledger entry."""
+        entry = entry_of(store, upload(store, make_document()))
+
+        with pytest.raises(store_backend.driver_error, match="append-only"):
+            store_backend.execute("DELETE FROM ledger_entries WHERE seq = ?", [entry.seq])
+
+        assert store.ledger_entry(entry.reference) == entry
+
+
+def list_all(store: MetadataStore, entity_id: UUID, **options: Any) -> list[Document]:
+    query: dict[str, Any] = {"entity_type": None, "include_archived": False, "limit": 1000}
+    query.update(options)
+    return store.list_documents(entity_id, after=None, **query)
+
+
+def newest_first(docs: Sequence[Document]) -> list[UUID]:
+    return [d.id for d in sorted(docs, key=lambda d: (d.created_at, str(d.id)), reverse=True)]
+
+
+class TestListing:
+    def test_newest_first(self, store: MetadataStore) -> None:
+        """Documents come newest first, by created_at then id."""
+        entity_id = uuid4()
+        docs = [
+            upload(store, make_document(entity_id=entity_id, created_at=BASE + timedelta(s)))
+            for s in (5, 1, 3, 3, 0)
+        ]
+
+        assert [d.id for d in list_all(store, entity_id)] == newest_first(docs)
+
+    def test_only_the_given_entity(self, store: MetadataStore) -> None:
+        """Another entity's documents are not listed."""
+        entity_id = uuid4()
+        mine = upload(store, make_document(entity_id=entity_id))
+        upload(store, make_document())
+
+        assert list_all(store, entity_id) == [mine]
+
+    def test_entity_type_filter(self, store: MetadataStore) -> None:
+        """With entity_type only documents of that type are listed."""
+        entity_id = uuid4()
+        deal = upload(store, make_document(entity_id=entity_id, entity_type=EntityType.DEAL))
+        upload(store, make_document(entity_id=entity_id, entity_type=EntityType.ISSUER))
+
+        assert list_all(store, entity_id, entity_type=EntityType.DEAL) == [deal]
+
+    def test_archived_hidden_by_default(self, store: MetadataStore) -> None:
+        """Without include_archived, archived documents are left out."""
+        entity_id = uuid4()
+        live = upload(store, make_document(entity_id=entity_id))
+        gone = upload(store, make_document(entity_id=entity_id))
+        store.archive_document(gone.id, archived_by=None, archived_at=BASE, events=no_events)
+
+        assert list_all(store, entity_id) == [live]
+
+    def test_archived_included_on_request(self, store: MetadataStore) -> None:
+        """With include_archived, archived documents are listed too."""
+        entity_id = uuid4()
+        gone = upload(store, make_document(entity_id=entity_id))
+        archived, _ = store.archive_document(
+            gone.id, archived_by=None, archived_at=BASE, events=no_events
+        )
+
+        assert list_all(store, entity_id, include_archived=True) == [archived]
+
+    def test_pages_cover_every_row_once(self, store: MetadataStore) -> None:
+        """Walking pages by keyset yields every document once, in order, despite equal times."""
+        entity_id = uuid4()
+        docs = [upload(store, make_document(entity_id=entity_id)) for _ in range(7)]
+        docs += [
+            upload(store, make_document(entity_id=entity_id, created_at=BASE + timedelta(s)))
+            for s in (-1, 1, 2)
+        ]
+        seen: list[UUID] = []
+        cursor: PageCursor | None = None
+
+        while True:
+            page = store.list_documents(
+                entity_id, entity_type=None, include_archived=False, limit=3, after=cursor
+            )
+            seen += [d.id for d in page]
+            if len(page) < 3:
+                break
+            cursor = PageCursor(created_at=page[-1].created_at, document_id=page[-1].id)
+
+        assert seen == newest_first(docs)
+
+    def test_cursor_is_exclusive(self, store: MetadataStore) -> None:
+        """A page after a document starts with the document just older than it."""
+        entity_id = uuid4()
+        docs = [upload(store, make_document(entity_id=entity_id)) for _ in range(3)]
+        ordered = newest_first(docs)
+        first = store.get_document(ordered[0])
+
+        page = store.list_documents(
+            entity_id,
+            entity_type=None,
+            include_archived=False,
+            limit=10,
+            after=PageCursor(created_at=first.created_at, document_id=first.id),
+        )
+
+        assert [d.id for d in page] == ordered[1:]
+
+    def test_limit_bounds_the_page(self, store: MetadataStore) -> None:
+        """No more than limit documents are returned."""
+        entity_id = uuid4()
+        for _ in range(4):
+            upload(store, make_document(entity_id=entity_id))
+
+        assert len(list_all(store, entity_id, limit=2)) == 2
+
+
+class TestVerification:
+    def test_records_the_outcome(self, store: MetadataStore) -> None:
+        """The status, verifier and times are set and read back."""
+        stored = upload(store, make_document())
+        verifier, at = uuid4(), BASE + timedelta(hours=1)
+
+        updated = store.record_verification(
+            stored.id,
+            status=DocumentStatus.VERIFIED,
+            verified_by=verifier,
+            verified_at=at,
+            events=no_events,
+        )
+
+        assert updated == attrs.evolve(
+            stored,
+            status=DocumentStatus.VERIFIED,
+            verified_by=verifier,
+            hash_verified_at=at,
+            updated_at=at,
+        )
+        assert store.get_document(stored.id) == updated
+
+    def test_records_a_mismatch(self, store: MetadataStore) -> None:
+        """A mismatch outcome is stored as status mismatch."""
+        stored = upload(store, make_document())
+
+        store.record_verification(
+            stored.id,
+            status=DocumentStatus.MISMATCH,
+            verified_by=None,
+            verified_at=BASE,
+            events=no_events,
+        )
+
+        assert store.get_document(stored.id).status is DocumentStatus.MISMATCH
+
+    def test_archived_document_stays_archived(self, store: MetadataStore) -> None:
+        """Verifying an archived document records who and when but keeps it archived."""
+        stored = upload(store, make_document())
+        archived, _ = store.archive_document(
+            stored.id, archived_by=None, archived_at=BASE, events=no_events
+        )
+        verifier, at = uuid4(), BASE + timedelta(hours=1)
+
+        store.record_verification(
+            stored.id,
+            status=DocumentStatus.VERIFIED,
+            verified_by=verifier,
+            verified_at=at,
+            events=no_events,
+        )
+
+        assert store.get_document(stored.id) == attrs.evolve(
+            archived, verified_by=verifier, hash_verified_at=at, updated_at=at
+        )
+
+    def test_events_see_the_result_and_are_written(self, store: MetadataStore) -> None:
+        """The builder receives the updated document and its events reach the outbox."""
+        stored = upload(store, make_document())
+        recorder = EventRecorder()
+
+        updated = store.record_verification(
+            stored.id,
+            status=DocumentStatus.VERIFIED,
+            verified_by=None,
+            verified_at=BASE,
+            events=recorder,
+        )
+
+        assert recorder.documents == [updated]
+        assert pending(store) == 1
+
+    def test_unknown_document_is_not_found(self, store: MetadataStore) -> None:
+        """Verifying an unknown id raises DocumentNotFound and writes nothing."""
+        recorder = EventRecorder()
+
+        with pytest.raises(DocumentNotFound):
+            store.record_verification(
+                uuid4(),
+                status=DocumentStatus.VERIFIED,
+                verified_by=None,
+                verified_at=BASE,
+                events=recorder,
+            )
+
+        assert (recorder.documents, pending(store)) == ([], 0)
+
+
+class TestArchiveDocument:
+    def test_archives_and_reports_the_change(self, store: MetadataStore) -> None:
+        """The first archive sets status, who and when, and says it changed something."""
+        stored = upload(store, make_document())
+        archiver, at = uuid4(), BASE + timedelta(days=1)
+
+        archived, changed = store.archive_document(
+            stored.id, archived_by=archiver, archived_at=at, events=no_events
+        )
+
+        assert changed is True
+        assert archived == attrs.evolve(
+            stored,
+            status=DocumentStatus.ARCHIVED,
+            archived_by=archiver,
+            archived_at=at,
+            updated_at=at,
+        )
+        assert store.get_document(stored.id) == archived
+
+    def test_archive_events_are_written(self, store: MetadataStore) -> None:
+        """The builder receives the archived document and its events reach the outbox."""
+        stored = upload(store, make_document())
+        recorder = EventRecorder()
+
+        archived, _ = store.archive_document(
+            stored.id, archived_by=None, archived_at=BASE, events=recorder
+        )
+
+        assert recorder.documents == [archived]
+        assert pending(store) == 1
+
+    def test_second_archive_changes_nothing(self, store: MetadataStore) -> None:
+        """Archiving again returns the first archive unchanged and writes no events."""
+        stored = upload(store, make_document())
+        first, _ = store.archive_document(
+            stored.id, archived_by=uuid4(), archived_at=BASE, events=EventRecorder()
+        )
+        recorder = EventRecorder()
+
+        again, changed = store.archive_document(
+            stored.id, archived_by=uuid4(), archived_at=BASE + timedelta(days=1), events=recorder
+        )
+
+        assert (again, changed) == (first, False)
+        assert store.get_document(stored.id) == first
+        assert recorder.documents == []
+        assert pending(store) == 1
+
+    def test_unknown_document_is_not_found(self, store: MetadataStore) -> None:
+        """Archiving an unknown id raises DocumentNotFound."""
+        with pytest.raises(DocumentNotFound):
+            store.archive_document(uuid4(), archived_by=None, archived_at=BASE, events=no_events)
+
+
+def archive_entity(
+    store: MetadataStore, entity_id: UUID, event_id: str, events: Any = no_events
+) -> int | None:
+    return store.archive_entity(
+        event_id=event_id,
+        source="entity_permissions_core",
+        action="entity.deleted",
+        entity_id=entity_id,
+        entity_type="issuer",
+        archived_at=BASE + timedelta(days=1),
+        events=events,
+    )
+
+
+class TestArchiveEntity:
+    def test_archives_every_live_document_of_the_entity(self, store: MetadataStore) -> None:
+        """Live documents of the entity are archived by no one; the count excludes others."""
+        entity_id = uuid4()
+        live = [upload(store, make_document(entity_id=entity_id)) for _ in range(3)]
+        already = upload(store, make_document(entity_id=entity_id))
+        store.archive_document(already.id, archived_by=uuid4(), archived_at=BASE, events=no_events)
+        bystander = upload(store, make_document())
+
+        count = archive_entity(store, entity_id, "evt-1")
+
+        assert count == 3
+        for doc in live:
+            loaded = store.get_document(doc.id)
+            assert loaded.status is DocumentStatus.ARCHIVED
+            assert loaded.archived_by is None
+            assert loaded.archived_at == BASE + timedelta(days=1)
+        assert store.get_document(already.id).archived_at == BASE
+        assert store.get_document(bystander.id) == bystander
+
+    def test_writes_events_for_each_archived_document(self, store: MetadataStore) -> None:
+        """The builder is called once per archived document, with it archived."""
+        entity_id = uuid4()
+        live = [upload(store, make_document(entity_id=entity_id)) for _ in range(2)]
+        recorder = EventRecorder()
+
+        archive_entity(store, entity_id, "evt-1", recorder)
+
+        assert sorted(d.id for d in recorder.documents) == sorted(d.id for d in live)
+        assert all(d.status is DocumentStatus.ARCHIVED for d in recorder.documents)
+        assert pending(store) == 2
+
+    def test_redelivered_event_changes_nothing(self, store: MetadataStore) -> None:
+        """A second delivery of the same event returns None and archives nothing."""
+        entity_id = uuid4()
+        upload(store, make_document(entity_id=entity_id))
+        archive_entity(store, entity_id, "evt-1", EventRecorder())
+        newcomer = upload(store, make_document(entity_id=entity_id))
+        recorder = EventRecorder()
+
+        result = archive_entity(store, entity_id, "evt-1", recorder)
+
+        assert result is None
+        assert store.get_document(newcomer.id) == newcomer
+        assert recorder.documents == []
+        assert pending(store) == 1
+
+    def test_entity_without_documents_is_still_recorded(self, store: MetadataStore) -> None:
+        """An event for an entity with no documents archives zero and is remembered."""
+        entity_id = uuid4()
+
+        assert archive_entity(store, entity_id, "evt-empty") == 0
+        assert archive_entity(store, entity_id, "evt-empty") is None
+
+    def test_frees_the_hashes(self, store: MetadataStore) -> None:
+        """After the cascade, the entity's hashes can be uploaded again."""
+        stored = upload(store, make_document())
+        archive_entity(store, stored.entity_id, "evt-1")
+
+        again = upload(
+            store, make_document(entity_id=stored.entity_id, sha256_hash=stored.sha256_hash)
+        )
+
+        assert store.find_active_duplicate(stored.entity_id, stored.sha256_hash) == again.id
+
+
+class TestOutbox:
+    def test_appended_events_round_trip(self, store: MetadataStore) -> None:
+        """A claimed row carries the event exactly as appended, with no attempts yet."""
+        event = make_event()
+        store.append_events([event])
+
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+
+        assert row.event == event
+        assert row.attempts == 0
+
+    def test_claims_oldest_first_up_to_limit(self, store: MetadataStore) -> None:
+        """Rows are handed out in insertion order, no more than limit."""
+        events = [make_event() for _ in range(5)]
+        store.append_events(events)
+
+        rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], 3, BASE, 30)
+
+        assert [r.event.event_id for r in rows] == [e.event_id for e in events[:3]]
+        assert [r.id for r in rows] == sorted(r.id for r in rows)
+
+    def test_claims_only_the_given_destinations(self, store: MetadataStore) -> None:
+        """Rows for other destinations are not handed out."""
+        audit, alert = (
+            make_event(Destination.AUDIT_EVENTS),
+            make_event(Destination.INTEGRITY_ALERTS),
+        )
+        store.append_events([make_event(), audit, alert])
+
+        rows = store.claim_outbox(
+            [Destination.AUDIT_EVENTS, Destination.INTEGRITY_ALERTS], 10, BASE, 30
+        )
+
+        assert [r.event for r in rows] == [audit, alert]
+
+    def test_leased_row_is_not_claimed_before_expiry(self, store: MetadataStore) -> None:
+        """A row claimed once is not handed out again while its lease runs."""
+        store.append_events([make_event()])
+        store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+
+        again = store.claim_outbox(
+            [Destination.DOCUMENT_EVENTS], 10, BASE + timedelta(seconds=29.999999), 30
+        )
+
+        assert again == []
+
+    def test_leased_row_is_claimed_after_expiry(self, store: MetadataStore) -> None:
+        """Once its lease has run out, an unacknowledged row is handed out again."""
+        event = make_event()
+        store.append_events([event])
+        store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+
+        again = store.claim_outbox(
+            [Destination.DOCUMENT_EVENTS], 10, BASE + timedelta(seconds=30), 30
+        )
+
+        assert [r.event for r in again] == [event]
+
+    def test_delivered_row_is_never_claimed(self, store: MetadataStore) -> None:
+        """A delivered row is not handed out, even after its lease would have expired."""
+        store.append_events([make_event()])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+
+        store.mark_delivered([row.id], BASE)
+
+        assert store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE + timedelta(1), 30) == []
+        assert pending(store) == 0
+
+    def test_parked_row_is_never_claimed(self, store: MetadataStore) -> None:
+        """A parked row is not handed out again and counts as parked."""
+        store.append_events([make_event()])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+
+        store.park(row.id, "message too large", BASE)
+
+        assert store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE + timedelta(1), 30) == []
+        assert store.outbox_stats(Destination.DOCUMENT_EVENTS).parked == 1
+
+    def test_failed_row_waits_until_retry_at(self, store: MetadataStore) -> None:
+        """A failed row is held until retry_at, then handed out with its attempt counted."""
+        store.append_events([make_event()])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        retry_at = BASE + timedelta(minutes=5)
+
+        store.mark_failed(row.id, "queue unreachable", retry_at)
+
+        early = store.claim_outbox(
+            [Destination.DOCUMENT_EVENTS], 10, retry_at - timedelta(microseconds=1), 30
+        )
+        due = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, retry_at, 30)
+        assert early == []
+        assert [(r.id, r.attempts) for r in due] == [(row.id, 1)]
+
+    def test_failure_releases_the_lease(self, store: MetadataStore) -> None:
+        """A failed row due for retry before its lease would end is handed out on time."""
+        store.append_events([make_event()])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 300)
+
+        store.mark_failed(row.id, "throttled", BASE + timedelta(seconds=1))
+
+        due = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE + timedelta(seconds=1), 30)
+        assert [r.id for r in due] == [row.id]
+
+    def test_stats_count_pending_and_parked(self, store: MetadataStore) -> None:
+        """Stats count undelivered unparked rows, parked rows, and the oldest pending time."""
+        events = [make_event(created_at=BASE + timedelta(minutes=m)) for m in (3, 1, 2, 4)]
+        store.append_events(events)
+        rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        by_event = {r.event.event_id: r.id for r in rows}
+        store.mark_delivered([by_event[events[1].event_id]], BASE)
+        store.park(by_event[events[3].event_id], "poison", BASE)
+        store.append_events([make_event(Destination.AUDIT_EVENTS, created_at=BASE)])
+
+        stats = store.outbox_stats(Destination.DOCUMENT_EVENTS)
+
+        assert (stats.pending, stats.parked) == (2, 1)
+        assert stats.oldest_pending_at == BASE + timedelta(minutes=2)
+
+    def test_stats_of_an_empty_destination(self, store: MetadataStore) -> None:
+        """A destination with no rows has nothing pending, nothing parked and no oldest time."""
+        stats = store.outbox_stats(Destination.INTEGRITY_ALERTS)
+
+        assert (stats.pending, stats.parked, stats.oldest_pending_at) == (0, 0, None)
+
+
+SEED_DOCUMENT_COLUMNS = [
+    "id", "created_at", "updated_at", "entity_type", "entity_id", "token_id",
+    "document_type", "filename", "mime_type", "size_bytes", "storage_bucket",
+    "storage_key", "storage_version_id", "sha256_hash", "hash_verified_at", "status",
+    "on_chain_reference", "uploaded_by", "verified_by", "archived_by", "archived_at",
+    "metadata",
+]  # fmt: skip
+SEED_PROCESSED_EVENT_COLUMNS = [
+    "id", "created_at", "updated_at", "event_id", "source", "action", "entity_id",
+    "entity_type",
+]  # fmt: skip
+
+# Calls that touch the database, for checking that each maps driver errors.
+STORE_CALLS: dict[str, Callable[[MetadataStore], object]] = {
+    "migrate": lambda s: s.migrate(),
+    "ping": lambda s: s.ping(),
+    "find_active_duplicate": lambda s: s.find_active_duplicate(uuid4(), "ab" * 32),
+    "record_upload": lambda s: upload(s, make_document()),
+    "get_document": lambda s: s.get_document(uuid4()),
+    "list_documents": lambda s: list_all(s, uuid4()),
+    "ledger_entry": lambda s: s.ledger_entry("0x" + "a" * 64),
+    "ledger_predecessor": lambda s: s.ledger_predecessor(
+        LedgerEntry(2, "a" * 64, "b" * 64, uuid4(), "c" * 64, BASE)
+    ),
+    "record_verification": lambda s: s.record_verification(
+        uuid4(), status=DocumentStatus.VERIFIED, verified_by=None, verified_at=BASE,
+        events=no_events,
+    ),
+    "archive_document": lambda s: s.archive_document(
+        uuid4(), archived_by=None, archived_at=BASE, events=no_events
+    ),
+    "archive_entity": lambda s: archive_entity(s, uuid4(), "evt"),
+    "append_events": lambda s: s.append_events([make_event()]),
+    "claim_outbox": lambda s: s.claim_outbox([Destination.AUDIT_EVENTS], 1, BASE, 1),
+    "mark_delivered": lambda s: s.mark_delivered([1], BASE),
+    "mark_failed": lambda s: s.mark_failed(1, "x", BASE),
+    "park": lambda s: s.park(1, "x", BASE),
+    "outbox_stats": lambda s: s.outbox_stats(Destination.AUDIT_EVENTS),
+}  # fmt: skip
+
+
+def run_sql(path: Path, *statements: str) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            for statement in statements:
+                conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def query_sql(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+class TestSQLiteStore:
+    """What only the SQLite store promises: its file, its schema, its driver's errors."""
+
+    @pytest.fixture
+    def sqlite_path(self, tmp_path: Path) -> Path:
+        return tmp_path / "vault.sqlite3"
+
+    def test_schema_keeps_the_seed_columns(self, sqlite_path: Path) -> None:
+        """documents and processed_events have the seed's columns, in the seed's order."""
+        store = SQLiteMetadataStore(sqlite_path)
+        try:
+            store.migrate()
+        finally:
+            store.close()
+
+        columns = {
+            table: [row[1] for row in query_sql(sqlite_path, f"PRAGMA table_info({table})")]
+            for table in ("documents", "processed_events")
+        }
+        assert columns == {
+            "documents": SEED_DOCUMENT_COLUMNS,
+            "processed_events": SEED_PROCESSED_EVENT_COLUMNS,
+        }
+
+    def test_migrate_guards_documents_stored_before_the_claims(self, sqlite_path: Path) -> None:
+        """Migrating a database from before the duplicate guard claims its live documents."""
+        store = SQLiteMetadataStore(sqlite_path)
+        try:
+            store.migrate()
+            live = upload(store, make_document())
+            gone = upload(store, make_document())
+            store.archive_document(gone.id, archived_by=None, archived_at=BASE, events=no_events)
+            run_sql(sqlite_path, "DELETE FROM document_hash_claims", "DELETE FROM schema_version")
+
+            store.migrate()
+        finally:
+            store.close()
+
+        claims = query_sql(sqlite_path, "SELECT document_id FROM document_hash_claims")
+        assert claims == [(str(live.id),)]
+
+    def test_file_is_in_wal_mode(self, sqlite_path: Path) -> None:
+        """The file is in WAL mode after migrate."""
+        store = SQLiteMetadataStore(sqlite_path)
+        try:
+            store.migrate()
+        finally:
+            store.close()
+
+        assert query_sql(sqlite_path, "PRAGMA journal_mode") == [("wal",)]
+
+    def test_close_releases_every_threads_connection(self, sqlite_path: Path) -> None:
+        """close() closes the connections other threads opened (the WAL file goes away)."""
+        store = SQLiteMetadataStore(sqlite_path)
+        store.migrate()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda _: upload(store, make_document()), range(4)))
+        assert sqlite_path.with_name(sqlite_path.name + "-wal").exists()
+
+        store.close()
+
+        assert not sqlite_path.with_name(sqlite_path.name + "-wal").exists()
+
+    def test_closed_store_is_unavailable(self, sqlite_path: Path) -> None:
+        """Using a closed store raises StoreUnavailable."""
+        store = SQLiteMetadataStore(sqlite_path)
+        store.migrate()
+        store.close()
+
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+
+    def test_directory_path_is_unavailable(self, tmp_path: Path) -> None:
+        """A path naming a directory gives StoreUnavailable caused by the driver's error."""
+        store = SQLiteMetadataStore(tmp_path)
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                store.migrate()
+        finally:
+            store.close()
+
+        assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+    def test_unwritable_path_is_unavailable(self, tmp_path: Path) -> None:
+        """A path whose parent is a regular file gives StoreUnavailable."""
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_bytes(b"")
+        store = SQLiteMetadataStore(blocker / "vault.sqlite3")
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.ping()
+        finally:
+            store.close()
+
+    def test_locked_database_is_unavailable(
+        self, sqlite_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write that cannot get the lock within the busy timeout gives StoreUnavailable."""
+        monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_SECONDS", 0.01)
+        store = SQLiteMetadataStore(sqlite_path)
+        holder = sqlite3.connect(sqlite_path, isolation_level=None)
+        try:
+            store.migrate()
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailable, match="locked"):
+                upload(store, make_document())
+            holder.execute("ROLLBACK")
+
+            stored = upload(store, make_document())
+            assert store.get_document(stored.id) == stored
+        finally:
+            holder.close()
+            store.close()
+
+    @pytest.mark.parametrize("call", sorted(STORE_CALLS))
+    def test_every_method_maps_driver_errors(self, sqlite_path: Path, call: str) -> None:
+        """On a file that is not a database, each method raises StoreUnavailable."""
+        sqlite_path.write_bytes(b"this is not a database" * 100)
+        store = SQLiteMetadataStore(sqlite_path)
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                STORE_CALLS[call](store)
+        finally:
+            store.close()
+
+        assert isinstance(caught.value.__cause__, sqlite3.Error)

@@ -1,0 +1,65 @@
+"""Choosing adapters from the configuration (no Trio here; nothing connects yet
+except where a constructor must, such as opening the SQLite file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vault.aws_sinks import SnsSink, SqsSink
+from vault.blobs_local import LocalBlobStore
+from vault.config import Settings
+from vault.errors import ConfigError
+from vault.events import Destination
+from vault.keys import load_or_create_key
+from vault.ports import BlobStore, EventSink, MetadataStore
+from vault.signing import UrlSigner
+from vault.sinks import LogSink
+from vault.sqlite_store import SQLiteMetadataStore
+from vault.sqs import aws_client
+
+
+def open_metadata_store(settings: Settings) -> MetadataStore:
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteMetadataStore(path)
+    raise ConfigError(
+        "DATABASE_URL", "PostgreSQL is not available in this build; use sqlite:///path or unset it"
+    )
+
+
+def url_signer(settings: Settings) -> UrlSigner:
+    return UrlSigner(load_or_create_key(settings.vault_data_dir / "keys" / "url-signing.key"))
+
+
+def open_blob_store(settings: Settings, signer: UrlSigner) -> BlobStore:
+    if settings.document_vault_bucket is not None:
+        raise ConfigError(
+            "DOCUMENT_VAULT_BUCKET", "S3 storage is not available in this build; unset it"
+        )
+    root = settings.vault_data_dir / "blobs"
+    master = load_or_create_key(settings.vault_data_dir / "keys" / "blob-master.key")
+    store = LocalBlobStore(root, master, signer, settings.effective_public_base_url)
+    return store
+
+
+def event_sinks(settings: Settings) -> dict[Destination, EventSink]:
+    """A queue or topic sink where one is configured, else the log."""
+    sinks: dict[Destination, EventSink] = {}
+    if settings.document_events_queue_url:
+        sinks[Destination.DOCUMENT_EVENTS] = SqsSink(
+            "sqs:document_events", aws_client(settings, "sqs"), settings.document_events_queue_url
+        )
+    if settings.audit_sns_topic_arn:
+        sinks[Destination.AUDIT_EVENTS] = SnsSink(
+            "sns:audit_events", aws_client(settings, "sns"), settings.audit_sns_topic_arn
+        )
+    if settings.compliance_alert_queue_url:
+        sinks[Destination.INTEGRITY_ALERTS] = SqsSink(
+            "sqs:integrity_alerts", aws_client(settings, "sqs"),
+            settings.compliance_alert_queue_url,
+        )
+    for destination in Destination:
+        sinks.setdefault(destination, LogSink(f"log:{destination.value}"))
+    return sinks

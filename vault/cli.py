@@ -1,0 +1,61 @@
+"""The ``vault`` command: ``serve``, ``migrate``, ``check-config``.
+
+A bad configuration value ends any command with one line naming the
+variable and exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from vault.config import Settings
+from vault.errors import ConfigError, DependencyUnavailable
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vault", description="Document Vault service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run every actor and the HTTP API until SIGTERM/SIGINT")
+    commands.add_parser("migrate", help="apply the database schema and exit")
+    commands.add_parser(
+        "check-config", help="print the effective configuration (secrets masked) and exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"vault: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "check-config":
+        for name, value in settings.describe():
+            print(f"{name}={value}")
+        return 0
+
+    from vault.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "migrate":
+            from vault.backends import open_metadata_store
+
+            store = open_metadata_store(settings)
+            try:
+                store.migrate()
+            finally:
+                store.close()
+            print("schema is up to date")
+            return 0
+
+        from vault_http.serve import run
+
+        return run(settings)
+    except ConfigError as exc:
+        print(f"vault: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except DependencyUnavailable as exc:
+        print(f"vault: {exc.detail}", file=sys.stderr)
+        return 1

@@ -1,0 +1,362 @@
+"""Configuration from the environment: the seed's variables, names and defaults,
+plus the contract's additions.
+
+``Settings.from_env`` reads and checks everything at once; the first bad
+value raises ``ConfigError`` naming its variable, which the command line
+prints as one line. Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+import attrs
+
+from vault.errors import ConfigError
+from vault.models import Role
+
+T = TypeVar("T")
+
+DEFAULT_ALLOWED_MIME_TYPES: tuple[str, ...] = (
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "text/plain",
+    "image/jpeg",
+    "image/png",
+)
+ENVIRONMENTS = ("local", "dev", "staging", "prod", "test")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_URL_EXPIRY_SECONDS = 3600
+
+
+@attrs.frozen
+class Settings:
+    """Every setting the service reads, already parsed and checked."""
+
+    # Core
+    environment: str = "local"
+    database_url: str | None = None
+    database_pool_pre_ping: bool = True
+    log_level: str = "INFO"
+    log_format: str = "json"
+    vault_data_dir: Path = Path("./var")
+    host: str = "0.0.0.0"
+    port: int = 8000
+    public_base_url: str | None = None
+    shutdown_grace_seconds: float = 20.0
+    # AWS and storage
+    aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_endpoint_url: str | None = None
+    aws_s3_endpoint_url: str | None = None
+    document_vault_bucket: str | None = None
+    aws_s3_kms_key_id: str | None = None
+    # Events and queues
+    document_events_queue_url: str | None = None
+    audit_sns_topic_arn: str | None = None
+    compliance_alert_queue_url: str | None = None
+    # Entity-deletion consumer
+    enable_document_consumer: bool = True
+    document_vault_sqs_url: str | None = None
+    document_consumer_max_messages: int = 5
+    document_consumer_wait_time: int = 20
+    document_consumer_visibility_timeout: int | None = None
+    # Upload validation
+    max_upload_file_size_bytes: int = 104_857_600
+    allowed_mime_types: tuple[str, ...] = DEFAULT_ALLOWED_MIME_TYPES
+    enable_duplicate_hash_detection: bool = True
+    # Access control
+    epr_service_url: str | None = None
+    epr_mock_mode: bool = True
+    epr_mock_roles: Mapping[UUID, Role] = attrs.field(factory=dict)
+    epr_service_timeout: float = 5.0
+    jwt_public_key: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    presigned_url_expiration_seconds: int = 900
+    # Blockchain (the ledger stands in for it)
+    blockchain_endpoint_url: str | None = None
+    # ECS deployment (read by ops/ scripts; listed so check-config shows them)
+    log_group_name: str | None = None
+    ecs_execution_role_arn: str | None = None
+    ecs_task_role_arn: str | None = None
+
+    @property
+    def effective_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.vault_data_dir / 'vault.sqlite3'}"
+
+    @property
+    def header_identity_allowed(self) -> bool:
+        return self.jwt_public_key is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse every variable; raise ``ConfigError`` naming the first bad one."""
+        r = _Reader(env)
+        settings = cls(
+            environment=r.choice("ENVIRONMENT", ENVIRONMENTS, "local"),
+            database_url=r.database_url("DATABASE_URL"),
+            database_pool_pre_ping=r.boolean("DATABASE_POOL_PRE_PING", True),
+            log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
+            vault_data_dir=Path(r.text("VAULT_DATA_DIR") or "./var"),
+            host=r.text("HOST") or "0.0.0.0",
+            port=r.integer("PORT", 8000, low=0, high=65535),
+            public_base_url=r.url("PUBLIC_BASE_URL"),
+            shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, low=0.0),
+            aws_region=r.text("AWS_REGION"),
+            aws_access_key_id=r.text("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=r.text("AWS_SECRET_ACCESS_KEY"),
+            aws_endpoint_url=r.url("AWS_ENDPOINT_URL"),
+            aws_s3_endpoint_url=r.url("AWS_S3_ENDPOINT_URL"),
+            document_vault_bucket=r.text("DOCUMENT_VAULT_BUCKET"),
+            aws_s3_kms_key_id=r.text("AWS_S3_KMS_KEY_ID"),
+            document_events_queue_url=r.url("DOCUMENT_EVENTS_QUEUE_URL"),
+            audit_sns_topic_arn=r.arn("AUDIT_SNS_TOPIC_ARN"),
+            compliance_alert_queue_url=r.url("COMPLIANCE_ALERT_QUEUE_URL"),
+            enable_document_consumer=r.boolean("ENABLE_DOCUMENT_CONSUMER", True),
+            document_vault_sqs_url=r.url("DOCUMENT_VAULT_SQS_URL"),
+            document_consumer_max_messages=r.integer(
+                "DOCUMENT_CONSUMER_MAX_MESSAGES", 5, low=1, high=10
+            ),
+            document_consumer_wait_time=r.integer(
+                "DOCUMENT_CONSUMER_WAIT_TIME", 20, low=0, high=20
+            ),
+            document_consumer_visibility_timeout=r.optional_integer(
+                "DOCUMENT_CONSUMER_VISIBILITY_TIMEOUT", low=0, high=43200
+            ),
+            max_upload_file_size_bytes=r.integer("MAX_UPLOAD_FILE_SIZE_BYTES", 104_857_600, low=1),
+            allowed_mime_types=r.mime_types("ALLOWED_MIME_TYPES"),
+            enable_duplicate_hash_detection=r.boolean("ENABLE_DUPLICATE_HASH_DETECTION", True),
+            epr_service_url=r.url("EPR_SERVICE_URL"),
+            epr_mock_mode=r.boolean("EPR_MOCK_MODE", True),
+            epr_mock_roles=r.mock_roles("EPR_MOCK_ROLES"),
+            epr_service_timeout=r.number("EPR_SERVICE_TIMEOUT", 5.0, low=0.001),
+            jwt_public_key=r.text("JWT_PUBLIC_KEY"),
+            jwt_issuer=r.text("JWT_ISSUER"),
+            jwt_audience=r.text("JWT_AUDIENCE"),
+            presigned_url_expiration_seconds=r.integer(
+                "PRESIGNED_URL_EXPIRATION_SECONDS", 900, low=1, high=MAX_URL_EXPIRY_SECONDS
+            ),
+            blockchain_endpoint_url=r.url("BLOCKCHAIN_ENDPOINT_URL"),
+            log_group_name=r.text("LOG_GROUP_NAME"),
+            ecs_execution_role_arn=r.text("ECS_EXECUTION_ROLE_ARN"),
+            ecs_task_role_arn=r.text("ECS_TASK_ROLE_ARN"),
+        )
+        settings.check_combinations()
+        return settings
+
+    def check_combinations(self) -> None:
+        """Rules that involve more than one variable."""
+        if self.environment not in ("local", "test") and self.jwt_public_key is None:
+            raise ConfigError(
+                "JWT_PUBLIC_KEY",
+                f"required when ENVIRONMENT={self.environment} (header identity is only "
+                "allowed in local and test)",
+            )
+        if not self.epr_mock_mode and self.epr_service_url is None:
+            raise ConfigError("EPR_SERVICE_URL", "required when EPR_MOCK_MODE=false")
+        if self.document_vault_bucket is not None and self.aws_s3_kms_key_id is None:
+            raise ConfigError("AWS_S3_KMS_KEY_ID", "required when DOCUMENT_VAULT_BUCKET is set")
+
+    def describe(self) -> list[tuple[str, str]]:
+        """``(NAME, value)`` for every variable, secrets masked, for ``check-config``."""
+        out: list[tuple[str, str]] = []
+        for name, field in _ENV_NAMES.items():
+            value = getattr(self, field)
+            if name == "DATABASE_URL":
+                value = self.effective_database_url
+            elif name == "PUBLIC_BASE_URL":
+                value = self.effective_public_base_url
+            out.append((name, _show(name, value)))
+        return out
+
+
+_ENV_NAMES: dict[str, str] = {
+    field.name.upper(): field.name for field in attrs.fields(Settings)
+}
+
+_SECRET_NAMES = {"AWS_SECRET_ACCESS_KEY"}
+
+
+def _show(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name in _SECRET_NAMES:
+        return "****"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, Mapping):
+        return json.dumps({str(k): str(v) for k, v in value.items()})
+    text = str(value)
+    if "://" in text:
+        text = mask_url_password(text)
+    if name == "JWT_PUBLIC_KEY":
+        return text.strip().splitlines()[0] + " … (set)"
+    return text
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:****@h/db``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:****@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _Reader:
+    """Typed reads of environment variables, each failure naming its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return None
+        return raw.strip()
+
+    def _parsed(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError):
+            raise ConfigError(name, f"expected {what}, got {raw!r}") from None
+
+    def choice(
+        self, name: str, allowed: tuple[str, ...], default: str, *, upper: bool = False
+    ) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            lowered = raw.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(raw)
+
+        return self._parsed(name, default, parse, "true or false")
+
+    def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+        value = self._parsed(name, default, int, "an integer")
+        self._check_range(name, value, low, high)
+        return value
+
+    def optional_integer(self, name: str, *, low: int, high: int) -> int | None:
+        value: int | None = self._parsed(name, None, int, "an integer")
+        if value is not None:
+            self._check_range(name, value, low, high)
+        return value
+
+    def number(self, name: str, default: float, *, low: float) -> float:
+        value = self._parsed(name, default, float, "a number")
+        if value != value or value < low:  # NaN or too small
+            raise ConfigError(name, f"must be at least {low}, got {value}")
+        return value
+
+    @staticmethod
+    def _check_range(name: str, value: float, low: float, high: float | None) -> None:
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(name, f"must be {bounds}, got {value}")
+
+    def url(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(name, f"expected an http(s) URL, got {raw!r}")
+        return raw
+
+    def arn(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is not None and not raw.startswith("arn:"):
+            raise ConfigError(name, f"expected an ARN (arn:…), got {raw!r}")
+        return raw
+
+    def database_url(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        scheme = urlsplit(raw).scheme
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            return raw
+        if scheme == "sqlite" and raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+            return raw
+        raise ConfigError(
+            name,
+            "expected postgresql://…, postgresql+psycopg://… or sqlite:///path, got "
+            f"{mask_url_password(raw)!r}",
+        )
+
+    def mime_types(self, name: str) -> tuple[str, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return DEFAULT_ALLOWED_MIME_TYPES
+        items: list[Any]
+        if raw.startswith("["):
+            try:
+                items = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ConfigError(name, "not a valid JSON array") from None
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ConfigError(name, "expected a JSON array of strings")
+        else:
+            items = raw.split(",")
+        types = tuple(dict.fromkeys(i.strip().lower() for i in items if i.strip()))
+        if not types:
+            raise ConfigError(name, "must list at least one MIME type")
+        for mime in types:
+            if "/" not in mime or " " in mime:
+                raise ConfigError(name, f"{mime!r} is not a MIME type")
+        return types
+
+    def mock_roles(self, name: str) -> dict[UUID, Role]:
+        raw = self.text(name)
+        if raw is None:
+            return {}
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(name, 'expected a JSON object {"<actor uuid>": "<role>"}') from None
+        if not isinstance(data, dict):
+            raise ConfigError(name, 'expected a JSON object {"<actor uuid>": "<role>"}')
+        roles: dict[UUID, Role] = {}
+        for key, value in data.items():
+            try:
+                roles[UUID(key)] = Role(value)
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    name, f"entry {key!r}: {value!r} needs a UUID key and a known role"
+                ) from None
+        return roles

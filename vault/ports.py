@@ -1,0 +1,220 @@
+"""The seams between the domain and the outside world.
+
+Every adapter is synchronous and blocking; actors call it through
+``trio.to_thread.run_sync`` with a ``CapacityLimiter``. Each Protocol has a
+real implementation per backend and one shared contract test suite.
+
+Errors: adapters raise only ``vault.errors`` types. A driver's own
+exception never crosses these methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+import attrs
+
+from vault.events import Destination, OutboxEvent, OutboxRow
+from vault.models import Document, DocumentStatus, EntityType, LedgerEntry
+
+EventsFor = Callable[[Document], Sequence[OutboxEvent]]
+"""Builds the events of a change from the document as it is after the change."""
+
+
+@attrs.frozen
+class PageCursor:
+    """Where a listing page starts: strictly after this (created_at, id), newest first."""
+
+    created_at: datetime
+    document_id: UUID
+
+
+@attrs.frozen
+class OutboxStats:
+    pending: int
+    parked: int
+    oldest_pending_at: datetime | None
+
+
+class MetadataStore(Protocol):
+    """Documents, the ledger, the outbox and processed events, transactionally."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to run any number of times."""
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers a trivial query."""
+
+    def close(self) -> None: ...
+
+    def find_active_duplicate(self, entity_id: UUID, sha256_hash: str) -> UUID | None:
+        """The id of a non-archived document of this entity with this hash, if any."""
+
+    def record_upload(
+        self, doc: Document, events: EventsFor, *, unique_hash: bool
+    ) -> Document:
+        """Register ``doc`` in one transaction and return it as stored.
+
+        Appends the ledger entry (``on_chain_reference`` is set from it),
+        inserts the row, and writes ``events(stored_doc)`` to the outbox.
+        With ``unique_hash`` a database-level guard rejects a second
+        non-archived document with the same (entity_id, sha256_hash), even
+        from another process: ``DuplicateDocument(existing_id)``.
+        """
+
+    def get_document(self, document_id: UUID) -> Document:
+        """The document, or ``DocumentNotFound``."""
+
+    def list_documents(
+        self,
+        entity_id: UUID,
+        *,
+        entity_type: EntityType | None,
+        include_archived: bool,
+        limit: int,
+        after: PageCursor | None,
+    ) -> list[Document]:
+        """Up to ``limit`` documents, newest first (created_at desc, id desc)."""
+
+    def ledger_entry(self, reference: str) -> LedgerEntry | None:
+        """The ledger entry a document's ``on_chain_reference`` names."""
+
+    def ledger_predecessor(self, entry: LedgerEntry) -> LedgerEntry | None:
+        """The entry just before ``entry`` in the chain (None for the first)."""
+
+    def record_verification(
+        self,
+        document_id: UUID,
+        *,
+        status: DocumentStatus,
+        verified_by: UUID | None,
+        verified_at: datetime,
+        events: EventsFor,
+    ) -> Document:
+        """Set the verification outcome and write its events, in one transaction.
+
+        ``status`` is ``verified`` or ``mismatch``; an archived document keeps
+        ``archived`` (verification never un-archives) but still records
+        ``verified_by`` and ``hash_verified_at``.
+        """
+
+    def archive_document(
+        self,
+        document_id: UUID,
+        *,
+        archived_by: UUID | None,
+        archived_at: datetime,
+        events: EventsFor,
+    ) -> tuple[Document, bool]:
+        """Archive one document; ``(doc, False)`` and no events if it already was."""
+
+    def archive_entity(
+        self,
+        *,
+        event_id: str,
+        source: str,
+        action: str,
+        entity_id: UUID,
+        entity_type: str,
+        archived_at: datetime,
+        events: EventsFor,
+    ) -> int | None:
+        """Archive every non-archived document of an entity with its
+        ``processed_events`` row, in one transaction.
+
+        Returns how many were archived, or None when ``event_id`` was
+        already processed (nothing changes then).
+        """
+
+    def append_events(self, events: Sequence[OutboxEvent]) -> None:
+        """Write events that accompany no state change (a download URL issued)."""
+
+    def claim_outbox(
+        self, destinations: Sequence[Destination], limit: int, now: datetime, lease_seconds: float
+    ) -> list[OutboxRow]:
+        """Lease up to ``limit`` due, undelivered, unparked rows, oldest first.
+
+        A leased row is not handed out again until ``now + lease_seconds``,
+        so two publishers never send one row at the same time.
+        """
+
+    def mark_delivered(self, row_ids: Sequence[int], at: datetime) -> None: ...
+
+    def mark_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
+        """Count a failed attempt and hold the row until ``retry_at``."""
+
+    def park(self, row_id: int, error: str, at: datetime) -> None:
+        """Set a row aside for good: it can never be delivered as it is."""
+
+    def outbox_stats(self, destination: Destination) -> OutboxStats: ...
+
+
+class BlobWriter(Protocol):
+    """One object being written; nothing is visible until ``commit``."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> str | None:
+        """Make the object durable and visible; returns its version id, if any."""
+
+    def abort(self) -> None:
+        """Discard everything written; safe to call after a failed commit."""
+
+
+class BlobStore(Protocol):
+    """Encrypted object storage for document bytes."""
+
+    bucket: str
+    """What ``storage_bucket`` records (``"local"`` on the embedded default)."""
+
+    def ping(self) -> None:
+        """Raise ``BlobStoreUnavailable`` unless the store is reachable and writable."""
+
+    def open_writer(self, key: str) -> BlobWriter: ...
+
+    def read(self, key: str, version_id: str | None) -> Iterator[bytes]:
+        """The plaintext bytes, as a stream of chunks.
+
+        Raises ``BlobUnreadable`` when the object is missing or fails its
+        integrity checks; that may happen mid-stream.
+        """
+
+    def delete(self, key: str, version_id: str | None) -> None:
+        """Remove an object (only for rolling back a write whose record failed)."""
+
+    def presign(
+        self,
+        key: str,
+        version_id: str | None,
+        *,
+        filename: str,
+        mime_type: str,
+        expires_in: int,
+        document_id: UUID,
+    ) -> str:
+        """A URL that serves the object without further identity until it expires."""
+
+
+@attrs.frozen
+class Delivery:
+    """What happened to one row handed to a sink."""
+
+    row_id: int
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+
+
+class EventSink(Protocol):
+    """Where one destination's outbox rows go."""
+
+    name: str
+
+    def send(self, rows: Sequence[OutboxRow]) -> list[Delivery]:
+        """Deliver rows; one ``Delivery`` per row, in any order.
+
+        Raises ``DependencyUnavailable`` when nothing could be sent at all.
+        """

@@ -1,0 +1,199 @@
+"""Upload rules with no I/O: filenames, metadata, MIME types and the byte stream.
+
+``Ingest`` sees an upload's bytes once, as they arrive: it counts them,
+hashes them and checks that they look like the declared type, failing as
+early as the bytes allow so a bad upload is refused before it is stored.
+
+Errors, in the contract's order: ``EmptyFile`` (only known at ``finish``),
+``InvalidFileType`` (at construction for a type not allowed, as soon as the
+leading bytes disagree with the type, or at ``finish`` when too few arrived),
+then ``FileTooLarge`` (as soon as the count passes the limit). Within one
+chunk the type is checked before the size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import unicodedata
+from typing import Any
+
+import attrs
+
+from vault.errors import EmptyFile, FileTooLarge, InvalidFileType, InvalidMetadata
+
+MAX_FILENAME_LENGTH = 255
+MAX_KEPT_EXTENSION = 16
+"""An extension up to this long (dot included) survives trimming a long name."""
+DEFAULT_FILENAME = "document"
+UNDECLARED_MIME = "application/octet-stream"
+
+_INVALID_JSON = "metadata must be valid JSON"
+
+_PDF = (b"%PDF-", "a PDF document")
+_PNG = (b"\x89PNG\r\n\x1a\n", "a PNG image")
+_JPEG = (b"\xff\xd8\xff", "a JPEG image")
+_ZIP = (b"PK\x03\x04", "an Office Open XML (ZIP) document")
+_OLE = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office (OLE) document")
+_OOXML_PREFIX = "application/vnd.openxmlformats-officedocument."
+_TEXT = "text/plain"
+
+_SIGNATURES: dict[str, tuple[bytes, str]] = {
+    "application/pdf": _PDF,
+    "image/png": _PNG,
+    "image/jpeg": _JPEG,
+    "image/jpg": _JPEG,
+    "application/msword": _OLE,
+    "application/vnd.ms-excel": _OLE,
+    "application/vnd.ms-powerpoint": _OLE,
+}
+
+
+def clean_filename(raw: str | None) -> str:
+    """The name as sent, minus any path and control characters, at most 255 characters."""
+    if raw is None:
+        return DEFAULT_FILENAME
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if not _is_unwanted(ch)).strip()
+    if name in ("", ".", ".."):
+        return DEFAULT_FILENAME
+    if len(name) <= MAX_FILENAME_LENGTH:
+        return name
+    dot = name.rfind(".")
+    extension = name[dot:] if dot > 0 else ""
+    if not extension or len(extension) > MAX_KEPT_EXTENSION or extension.strip() != extension:
+        return name[:MAX_FILENAME_LENGTH].rstrip()
+    stem = name[: MAX_FILENAME_LENGTH - len(extension)].rstrip()
+    return stem + extension
+
+
+def _is_unwanted(ch: str) -> bool:
+    # Cc covers C0, DEL and C1; Cs (lone surrogates, from undecodable bytes)
+    # could never be stored or sent as UTF-8.
+    return ch == "\x7f" or unicodedata.category(ch) in ("Cc", "Cs")
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    """The ``metadata`` form field as a JSON object, or None when it is absent or blank.
+
+    Known keys are type-checked (``description`` a string, ``tags`` a list
+    of strings, ``extra`` an object; null means absent); others are kept.
+    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidMetadata(_INVALID_JSON) from None
+    if not isinstance(value, dict):
+        raise InvalidMetadata(_INVALID_JSON)
+    description = value.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InvalidMetadata("metadata.description must be a string")
+    tags = value.get("tags")
+    if tags is not None and not (
+        isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
+    ):
+        raise InvalidMetadata("metadata.tags must be a list of strings")
+    extra = value.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise InvalidMetadata("metadata.extra must be a JSON object")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def normalize_mime(declared: str | None) -> str:
+    """``Text/Plain; charset=utf-8`` → ``text/plain``; nothing declared → octet-stream."""
+    if declared is None:
+        return UNDECLARED_MIME
+    mime = declared.split(";", 1)[0].strip().lower()
+    return mime or UNDECLARED_MIME
+
+
+@attrs.frozen
+class IngestResult:
+    """What the bytes of an accepted upload amount to."""
+
+    sha256_hash: str
+    size_bytes: int
+
+
+class Ingest:
+    """Counts, hashes and sniffs one upload's bytes as they arrive.
+
+    Call ``feed`` for each chunk, then ``finish``. Memory stays constant:
+    only the first few bytes are kept, and text is checked by an
+    incremental UTF-8 decoder whose output is discarded.
+    """
+
+    def __init__(self, declared_mime: str | None, allowed: tuple[str, ...], max_bytes: int) -> None:
+        self.mime_type = normalize_mime(declared_mime)
+        self._allowed = allowed
+        if self.mime_type not in {normalize_mime(item) for item in allowed}:
+            raise InvalidFileType(f"File type {self.mime_type!r} is not allowed", allowed)
+        self._max_bytes = max_bytes
+        self._size = 0
+        self._hash = hashlib.sha256()
+        self._signature: tuple[bytes, str] | None = _signature_for(self.mime_type)
+        self._head = b""
+        self._utf8 = (
+            codecs.getincrementaldecoder("utf-8")("strict") if self.mime_type == _TEXT else None
+        )
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk; raises as soon as the bytes so far break a rule."""
+        if not chunk:
+            return
+        if self._signature is not None:
+            self._check_signature(chunk)
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(chunk, final=False)
+            except UnicodeDecodeError:
+                raise self._not_like("UTF-8 text") from None
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            raise FileTooLarge(self._max_bytes)
+        self._hash.update(chunk)
+
+    def finish(self) -> IngestResult:
+        """The hash and size of everything fed; raises if the whole fails a rule."""
+        if self._size == 0:
+            raise EmptyFile()
+        if self._signature is not None:
+            raise self._not_like(self._signature[1])
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise self._not_like("UTF-8 text") from None
+        return IngestResult(sha256_hash=self._hash.hexdigest(), size_bytes=self._size)
+
+    def _check_signature(self, chunk: bytes) -> None:
+        assert self._signature is not None
+        magic, label = self._signature
+        self._head += chunk[: len(magic) - len(self._head)]
+        if not magic.startswith(self._head):
+            raise self._not_like(label)
+        if len(self._head) == len(magic):
+            self._signature = None  # matched; nothing more to check
+
+    def _not_like(self, label: str) -> InvalidFileType:
+        return InvalidFileType(
+            f"The file content does not look like {label} (declared {self.mime_type})",
+            self._allowed,
+        )
+
+
+def _signature_for(mime: str) -> tuple[bytes, str] | None:
+    if mime.startswith(_OOXML_PREFIX):
+        return _ZIP
+    return _SIGNATURES.get(mime)
