@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import enum
 import math
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import structlog
@@ -39,7 +38,6 @@ from vault.models import iso_response, utcnow
 log = structlog.get_logger("vault.actors")
 
 M = TypeVar("M")
-R = TypeVar("R")
 
 
 class ActorState(enum.StrEnum):
@@ -160,12 +158,6 @@ class Mailbox(Generic[M]):
     def close(self) -> None:
         """No new messages; the actor finishes the queued ones and stops."""
         self.send_channel.close()
-
-
-class Reply(Protocol[R]):
-    """What a message's ``reply`` channel accepts."""
-
-    def send_nowait(self, value: R | VaultError) -> None: ...
 
 
 async def ask(
@@ -289,7 +281,7 @@ async def supervise(
             return
         except Exception as exc:
             health.record_error(exc)
-            now = time.monotonic()
+            now = trio.current_time()
             recent.append(now)
             while recent and now - recent[0] > policy.window:
                 recent.popleft()
@@ -311,12 +303,19 @@ async def supervise(
 
 
 def _refuse_queued(mailbox: Mailbox[Any]) -> None:
-    """Close the reply channel of every queued message, so its asker stops waiting."""
+    """Close every channel a queued message carries, so no one waits on it.
+
+    Its asker gets ``ActorCrashed``; whoever feeds it (an upload's chunks
+    and form) gets ``BrokenResourceError`` instead of blocking forever.
+    """
     while True:
         try:
             msg = mailbox.receive_channel.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return
-        reply = getattr(msg, "reply", None)
-        if isinstance(reply, trio.MemorySendChannel):
-            reply.close()
+        if not attrs.has(type(msg)):
+            continue
+        for field in attrs.fields(type(msg)):
+            value = getattr(msg, field.name)
+            if isinstance(value, trio.MemorySendChannel | trio.MemoryReceiveChannel):
+                value.close()

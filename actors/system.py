@@ -43,8 +43,8 @@ class Sizing:
     archiver_concurrency: int = 4
     publisher_mailbox: int = 1
     poller_mailbox: int = 1
-    restart: RestartPolicy = RestartPolicy()
-    publish: PublishPolicy = PublishPolicy()
+    restart: RestartPolicy = attrs.field(factory=RestartPolicy)
+    publish: PublishPolicy = attrs.field(factory=PublishPolicy)
 
 
 @attrs.define
@@ -84,11 +84,12 @@ class Vault:
     async def stop(self, grace: float) -> None:
         """Close mailboxes in order and wait for the actors, at most ``grace`` seconds."""
         with trio.move_on_after(grace) as scope:
-            for stage in (
+            stages: tuple[list[Mailbox[Any]], ...] = (
                 [self.poller],
                 [self.upload, self.verifier, self.archiver],
                 [self.audit_publisher.mailbox, self.alerter.mailbox],
-            ):
+            )
+            for stage in stages:
                 for mailbox in stage:
                     if mailbox.health.state is not ActorState.DISABLED:
                         mailbox.health.state = ActorState.STOPPING
@@ -105,11 +106,12 @@ class Vault:
 
 async def run_vault(
     backends: Backends,
-    sizing: Sizing = Sizing(),
+    sizing: Sizing | None = None,
     *,
     task_status: trio.TaskStatus[Vault] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every actor until ``Vault.stop`` (or cancellation)."""
+    sizing = sizing or Sizing()
     settings = backends.settings
     audit_publisher = PublisherActor(
         "audit_publisher",

@@ -144,8 +144,10 @@ class VerifierActor:
         return updated
 
     async def _examine(self, doc: Document) -> Finding:
+        # The bytes a download would serve now: the key's current version, not
+        # the recorded one, so an overwrite in the bucket is caught.
         calculated = await self.backends.in_blobs(
-            rehash, self.backends.blobs, doc.storage_key, doc.storage_version_id
+            rehash, self.backends.blobs, doc.storage_key, None
         )
         ledger_problem = await self.backends.in_db(ledger_agrees, self.backends.store, doc)
         if calculated is None:

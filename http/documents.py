@@ -12,12 +12,13 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import trio
 from quart import Blueprint, Response, request
 
@@ -55,7 +56,7 @@ MAX_TOKEN_ID = 2**31 - 1
 
 
 def ok(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
+    return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
 async def load_document(document_id: UUID) -> Document:
@@ -69,17 +70,43 @@ async def load_document(document_id: UUID) -> Document:
 class _UploadRequest:
     """One upload in progress: fields seen so far, and the file's trip to the actor."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.fields: dict[str, str] = {}
         self.field_bytes = 0
         self.actor: Actor | None = None
         self.form: UploadForm | None = None
         self.file_seen = False
-        self.refused = False
+        self.in_file = False
+        self.file_bytes = 0
+        self.refusal: VaultError | None = None
         self.filename = "document"
         self.chunks_send: trio.MemorySendChannel[bytes] | None = None
         self.form_send: trio.MemorySendChannel[UploadForm] | None = None
         self.reply_recv: trio.MemoryReceiveChannel[Any] | None = None
+
+    async def forward(self, data: bytes) -> bool:
+        """Pass file bytes to the actor; False when reading should stop now."""
+        self.file_bytes += len(data)
+        if self.refusal is not None:  # dropping the rest of a refused file
+            return self.file_bytes <= self.limit
+        assert self.chunks_send is not None
+        try:
+            await self.chunks_send.send(data)
+        except trio.BrokenResourceError:
+            # The actor answers before it lets go of the file, so its reason
+            # is waiting in the reply channel.
+            self.refusal = self._refusal_reason()
+            return not isinstance(self.refusal, FileTooLarge)
+        return True
+
+    def _refusal_reason(self) -> VaultError:
+        assert self.reply_recv is not None
+        try:
+            reason = self.reply_recv.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return ActorCrashed("upload")
+        return reason if isinstance(reason, VaultError) else ActorCrashed("upload")
 
     def close_chunks(self) -> None:
         if self.chunks_send is not None:
@@ -152,20 +179,24 @@ async def upload() -> Response:
     if declared is not None and declared > limit + FORM_ROOM:
         raise FileTooLarge(limit)
     boundary = boundary_of(request.headers.get("Content-Type"))
-    up = _UploadRequest()
+    up = _UploadRequest(limit)
     try:
         await _read_form(up, boundary)
-        if not up.refused:
+        if not isinstance(up.refusal, FileTooLarge):
+            # Identity, field and permission errors outrank the file's own.
             up.form = await up.resolve_form()
     finally:
         # The actor waits for exactly one form, or for the channel to close
         # empty (abandon): both happen here, on every path out.
         up.close_chunks()
         if up.form_send is not None:
-            if up.form is not None:
-                up.form_send.send_nowait(up.form)
+            if up.form is not None and up.refusal is None:
+                try:
+                    up.form_send.send_nowait(up.form)
+                except trio.BrokenResourceError:
+                    pass  # the actor refused the file already; its reply says why
             up.form_send.close()
-    result = await _await_store(up)
+    result = up.refusal or await _await_store(up)
     if isinstance(result, VaultError):
         raise result
     if result is None:
@@ -178,40 +209,45 @@ async def _read_form(up: _UploadRequest, boundary: bytes) -> None:
 
     Fields sent before the file are checked before any of its bytes are
     read (401, 422, 403 come first); fields after it are checked once the
-    body is complete. When the actor refuses the file mid-stream (too
-    large, wrong type), reading stops at once.
+    body is complete. When the actor refuses the file mid-stream for its
+    size, reading stops at once (413 for chunked bodies too). Refused for
+    its content (wrong type), the rest of the file is read and dropped so
+    the fields after it still get their say, up to the size limit.
     """
     current_field = ""
-    async with aclosing(parse_multipart(boundary, _body_chunks())) as events:
+    async with (
+        aclosing(_body_chunks()) as body,
+        aclosing(parse_multipart(boundary, body)) as events,
+    ):
         async for event in events:
             match event:
                 case PartStart(name="file", filename=filename, content_type=content_type):
                     if up.file_seen:
                         raise InvalidRequest.field("body", "file", "only one file per upload")
-                    up.file_seen = True
+                    up.file_seen = up.in_file = True
                     up.filename = clean_filename(filename)
                     if up.can_resolve_early():
                         await up.resolve_form()  # fail fast; resolved again at the end
                     up.chunks_send = await _start_store(up, normalize_mime(content_type))
+                case PartData(data=data) if up.in_file:
+                    if not await up.forward(data):
+                        return
+                case PartEnd() if up.in_file:
+                    up.in_file = False
+                    up.close_chunks()
                 case PartStart(name=name):
                     current_field = name
                     up.fields[name] = ""
-                case PartData(data=data) if up.chunks_send is not None:
-                    try:
-                        await up.chunks_send.send(data)
-                    except trio.BrokenResourceError:
-                        up.refused = True  # the actor said no; its reply says why
-                        return
                 case PartData(data=data):
                     up.field_bytes += len(data)
                     if up.field_bytes > FORM_ROOM:
                         raise InvalidRequest.field("body", current_field, "form fields too large")
                     up.fields[current_field] += data.decode("utf-8", "replace")
                 case PartEnd():
-                    up.close_chunks()
+                    pass
 
 
-async def _body_chunks() -> AsyncIterator[bytes]:
+async def _body_chunks() -> AsyncGenerator[bytes, None]:
     async for chunk in request.body:
         if chunk:
             yield chunk
@@ -382,9 +418,10 @@ async def download(document_id: str) -> Response:
             f"expires_in must be between 1 and {MAX_URL_EXPIRY_SECONDS} seconds"
         )
     backends = st.vault.backends
+    # The current version: what verification checks is what a download serves.
     url = await backends.in_blobs(
         lambda: backends.blobs.presign(
-            doc.storage_key, doc.storage_version_id, filename=doc.filename,
+            doc.storage_key, None, filename=doc.filename,
             mime_type=doc.mime_type, expires_in=expires_in, document_id=doc.id,
         )
     )

@@ -7,7 +7,7 @@ can forward a file's bytes as they arrive and never hold the whole body.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from email.message import Message
 
 import attrs
@@ -91,7 +91,8 @@ class _Collector:
         self._value += data[start:end]
 
     def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        name = self._field.decode("latin-1").lower()
+        self._headers[name] = self._value.decode("utf-8", "replace")
         self._field.clear()
         self._value.clear()
 
@@ -117,7 +118,7 @@ class _Collector:
 
 async def parse_multipart(
     boundary: bytes, body: AsyncIterator[bytes]
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Yield parts as the body arrives; a malformed or truncated body is a 422."""
     collector = _Collector()
     parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]

@@ -3,14 +3,14 @@ and the signed blob URLs of the embedded store (the token is the credential)."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
 from html import escape
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import orjson
 import trio
 import yaml
 from quart import Blueprint, Response
@@ -19,22 +19,23 @@ from vault.errors import BlobUnreadable, Forbidden, VaultError
 from vault.signing import InvalidToken
 
 from .metrics import CONTENT_TYPE
+from .problems import problem
 from .state import state
 
 operator = Blueprint("operator", __name__)
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
+    return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
 @operator.get("/healthz")
 async def healthz() -> Response:
     actors = state().vault.health()
     healthy = all(h.healthy for h in actors)
+    states = {h.name: h.state.value for h in actors}
     return _json(
-        {"status": "ok" if healthy else "degraded", "actors": {h.name: h.state.value for h in actors}},
-        200 if healthy else 503,
+        {"status": "ok" if healthy else "degraded", "actors": states}, 200 if healthy else 503
     )
 
 
@@ -47,29 +48,40 @@ async def healthz_actors() -> Response:
 async def healthz_actor(name: str) -> Response:
     health = state().vault.health_of(name)
     if health is None:
-        return _json({"detail": f"no actor named {name!r}"}, 404)
+        return problem(404, "Not Found", f"No actor named {name!r}", "NOT_FOUND")
     return _json(health.snapshot(), 200 if health.healthy else 503)
+
+
+READY_PROBE_SECONDS = 5.0
+
+
+async def _probe(check: Callable[[], None], limiter: trio.CapacityLimiter) -> str:
+    """"ok", or why not; a probe that hangs is abandoned after READY_PROBE_SECONDS."""
+    try:
+        with trio.fail_after(READY_PROBE_SECONDS):
+            await trio.to_thread.run_sync(check, limiter=limiter, abandon_on_cancel=True)
+    except VaultError as exc:
+        return exc.detail
+    except trio.TooSlowError:
+        return f"no answer within {READY_PROBE_SECONDS:g} s"
+    return "ok"
 
 
 @operator.get("/readyz")
 async def readyz() -> Response:
-    backends = state().vault.backends
-    checks: dict[str, str] = {}
-    for name, probe in (("database", backends.store.ping), ("blob_store", backends.blobs.ping)):
-        try:
-            with trio.fail_after(5):
-                await backends.in_db(probe) if name == "database" else await backends.in_blobs(probe)
-            checks[name] = "ok"
-        except VaultError as exc:
-            checks[name] = exc.detail
-        except trio.TooSlowError:
-            checks[name] = "timed out after 5 s"
-    publishers = [state().vault.audit_publisher.mailbox.health, state().vault.alerter.mailbox.health]
+    vault = state().vault
+    backends = vault.backends
+    checks = {
+        "database": await _probe(backends.store.ping, backends.db_limiter),
+        "blob_store": await _probe(backends.blobs.ping, backends.blob_limiter),
+    }
+    publishers = [vault.audit_publisher.mailbox.health, vault.alerter.mailbox.health]
     failed = [h.name for h in publishers if not h.healthy]
     checks["queues"] = "ok" if not failed else f"publisher not running: {', '.join(failed)}"
     ready = all(v == "ok" for v in checks.values())
-    return _json({"status": "ok" if ready else "unavailable", "checks": checks},
-                 200 if ready else 503)
+    return _json(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )
 
 
 @operator.get("/metrics")
@@ -79,7 +91,11 @@ async def metrics() -> Response:
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    text = resources.files("vault_http").joinpath("openapi.yaml").read_text("utf-8")
+    # Read beside this module, not through importlib.resources: ``vault_http`` is
+    # a namespace package (an __init__.py would shadow the stdlib ``http`` from
+    # the project root), and on Python 3.11 resources fails on it in an
+    # editable install, whose path includes a non-directory entry.
+    text = (Path(__file__).parent / "openapi.yaml").read_text("utf-8")
     document: dict[str, Any] = yaml.safe_load(text)
     return document
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from quart import Response
 from werkzeug.exceptions import HTTPException
 
@@ -40,7 +40,7 @@ def problem(
     }
     if extra:
         body.update(extra)
-    response = Response(json.dumps(body), status=status, content_type=PROBLEM_JSON)
+    response = Response(orjson.dumps(body), status=status, content_type=PROBLEM_JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -25,6 +25,7 @@ from actors.system import Sizing, run_vault
 from vault.backends import event_sinks, open_blob_store, open_metadata_store, url_signer
 from vault.blobs_local import LocalBlobStore
 from vault.config import Settings
+from vault.errors import DependencyUnavailable
 from vault.permissions import HeaderIdentity, MatrixAuthorizer
 
 from .app import create_app
@@ -41,6 +42,28 @@ def build_backends(settings: Settings) -> tuple[Backends, Any]:
         blobs.clean_stale_tmp()
     backends = Backends(settings=settings, store=store, blobs=blobs, sinks=event_sinks(settings))
     return backends, signer if isinstance(blobs, LocalBlobStore) else None
+
+
+class ListenFailed(DependencyUnavailable):
+    """``HOST:PORT`` cannot be bound (in use, or not permitted)."""
+
+
+def check_listen(settings: Settings) -> None:
+    """Fail fast, in one line, when ``HOST:PORT`` cannot be bound.
+
+    Hypercorn binds only once every actor runs, and its bind error surfaces
+    as nested exception groups. Binding once here, and closing at once,
+    reports the usual causes clearly before anything starts.
+    """
+    try:
+        sockets = hypercorn_config(settings).create_sockets()
+    except OSError as exc:
+        raise ListenFailed(
+            f"cannot listen on {settings.host}:{settings.port} (HOST, PORT): "
+            f"{exc.strerror or exc}"
+        ) from None
+    for sock in sockets.insecure_sockets:
+        sock.close()
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -63,7 +86,8 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until ``shutdown_trigger`` is set, or SIGTERM/SIGINT arrives."""
-    stop = shutdown_trigger or trio.Event()
+    stop = shutdown_trigger if shutdown_trigger is not None else trio.Event()
+    check_listen(settings)
     backends, signer = await trio.to_thread.run_sync(build_backends, settings)
     try:
         async with trio.open_nursery() as nursery:

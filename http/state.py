@@ -62,7 +62,7 @@ def parse_uuid(raw: str | None, location: str, name: str, *, required: bool = Tr
 
 
 def identify(actor_field: str | None) -> Actor:
-    headers: Mapping[str, str] = request.headers
+    headers: Mapping[str, str] = request.headers  # type: ignore[assignment]  # a str multidict
     return state().identity.identify(headers, actor_field)
 
 

@@ -31,7 +31,9 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test
 
 
-def actor_headers(role: Role | str = Role.ISSUER, actor_id: uuid.UUID | None = None) -> dict[str, str]:
+def actor_headers(
+    role: Role | str = Role.ISSUER, actor_id: uuid.UUID | None = None
+) -> dict[str, str]:
     return {
         "X-Actor-Id": str(actor_id or uuid.uuid4()),
         "X-Actor-Role": role.value if isinstance(role, Role) else role,

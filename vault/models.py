@@ -124,7 +124,9 @@ def iso_response(moment: datetime | None) -> str | None:
     """Timestamps in responses: ISO 8601 with offset."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:  # stores hand back UTC already; skip the conversion then
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 def iso_event(moment: datetime) -> str:

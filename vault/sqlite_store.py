@@ -15,9 +15,8 @@ become ``StoreUnavailable``; the duplicate guard raises ``DuplicateDocument``.
 *Encoding*: UUIDs are lowercase canonical text, timestamps ISO 8601 UTC text
 with microseconds (fixed width, so text order is time order), JSON as text.
 
-The row conversions near the end of the module are pure and accept either
-text (SQLite) or native values (a PostgreSQL driver), so every SQL backend
-can share them.
+The row conversions (text or native values to the domain's types) are
+``vault.sql_rows``, shared with the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -39,6 +38,17 @@ from vault.events import Destination, OutboxEvent, OutboxRow
 from vault.ledger import entry_hash_from_reference, next_entry
 from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
 from vault.ports import EventsFor, MetadataStore, OutboxStats, PageCursor
+from vault.sql_rows import (
+    DOCUMENT_COLUMNS,
+    LEDGER_COLUMNS,
+    OUTBOX_COLUMNS,
+    archived_copy,
+    as_optional_datetime,
+    as_uuid,
+    document_from_row,
+    ledger_entry_from_row,
+    outbox_row_from_row,
+)
 
 BUSY_TIMEOUT_SECONDS: Final = 10.0
 SCHEMA_VERSION: Final = 1
@@ -167,43 +177,13 @@ _SCHEMA: Final[tuple[str, ...]] = (
     """,
 )
 
-DOCUMENT_COLUMNS: Final[tuple[str, ...]] = (
-    "id",
-    "created_at",
-    "updated_at",
-    "entity_type",
-    "entity_id",
-    "token_id",
-    "document_type",
-    "filename",
-    "mime_type",
-    "size_bytes",
-    "storage_bucket",
-    "storage_key",
-    "storage_version_id",
-    "sha256_hash",
-    "hash_verified_at",
-    "status",
-    "on_chain_reference",
-    "uploaded_by",
-    "verified_by",
-    "archived_by",
-    "archived_at",
-    "metadata",
-)
-"""The seed's ``documents`` table, column for column, in its order."""
-
 _DOCUMENT_SELECT: Final = f"SELECT {', '.join(DOCUMENT_COLUMNS)} FROM documents"
 _DOCUMENT_INSERT: Final = (
     f"INSERT INTO documents ({', '.join(DOCUMENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in DOCUMENT_COLUMNS)})"
 )
-_LEDGER_SELECT: Final = (
-    "SELECT seq, entry_hash, prev_hash, document_id, sha256_hash, registered_at FROM ledger_entries"
-)
-_OUTBOX_SELECT: Final = (
-    "SELECT id, event_id, destination, body, attributes, group_id, created_at, attempts FROM outbox"
-)
+_LEDGER_SELECT: Final = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries"
+_OUTBOX_SELECT: Final = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"
 _OUTBOX_INSERT: Final = (
     "INSERT INTO outbox (event_id, destination, body, attributes, group_id, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -420,7 +400,7 @@ class SQLiteMetadataStore:
             current = _load_document(conn, document_id)
             if current.is_archived:
                 return current, False
-            updated = _archived(current, archived_by, archived_at)
+            updated = archived_copy(current, archived_by, archived_at)
             conn.execute(
                 "UPDATE documents SET status = 'archived', archived_by = ?, archived_at = ?,"
                 " updated_at = ? WHERE id = ?",
@@ -488,7 +468,7 @@ class SQLiteMetadataStore:
                 "DELETE FROM document_hash_claims WHERE entity_id = ?", (encode_uuid(entity_id),)
             )
             for doc in live:
-                _insert_events(conn, events(_archived(doc, None, archived_at)))
+                _insert_events(conn, events(archived_copy(doc, None, archived_at)))
         return len(live)
 
     # -- outbox ----------------------------------------------------------
@@ -734,16 +714,6 @@ def _event_params(event: OutboxEvent) -> tuple[Any, ...]:
     )
 
 
-def _archived(doc: Document, archived_by: uuid.UUID | None, at: datetime) -> Document:
-    return attrs.evolve(
-        doc,
-        status=DocumentStatus.ARCHIVED,
-        archived_by=archived_by,
-        archived_at=at,
-        updated_at=at,
-    )
-
-
 def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
@@ -782,95 +752,3 @@ def encode_optional_timestamp(moment: datetime | None) -> str | None:
 
 def encode_json(value: Mapping[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-# -- decoding: pure row conversions shared by SQL backends ----------------
-#
-# Each accepts the text form above or the native value a driver such as
-# psycopg returns (UUID, aware datetime, parsed JSON).
-
-
-def as_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def as_optional_uuid(value: Any) -> uuid.UUID | None:
-    return None if value is None else as_uuid(value)
-
-
-def as_datetime(value: Any) -> datetime:
-    """An aware UTC datetime, from ISO text or a driver's datetime."""
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        # Only written by hand or by an old schema's defaults: those are UTC.
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def as_optional_datetime(value: Any) -> datetime | None:
-    return None if value is None else as_datetime(value)
-
-
-def as_json_object(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    parsed = json.loads(value) if isinstance(value, str | bytes) else value
-    if not isinstance(parsed, dict):
-        raise ValueError(f"expected a JSON object, got {type(parsed).__name__}")
-    return parsed
-
-
-def document_from_row(row: Mapping[str, Any]) -> Document:
-    """A ``Document`` from a ``documents`` row keyed by column name."""
-    return Document(
-        id=as_uuid(row["id"]),
-        entity_type=EntityType(row["entity_type"]),
-        entity_id=as_uuid(row["entity_id"]),
-        token_id=None if row["token_id"] is None else int(row["token_id"]),
-        document_type=DocumentType(row["document_type"]),
-        filename=row["filename"],
-        mime_type=row["mime_type"],
-        size_bytes=int(row["size_bytes"]),
-        storage_bucket=row["storage_bucket"],
-        storage_key=row["storage_key"],
-        storage_version_id=row["storage_version_id"],
-        sha256_hash=row["sha256_hash"],
-        status=DocumentStatus(row["status"]),
-        uploaded_by=as_uuid(row["uploaded_by"]),
-        verified_by=as_optional_uuid(row["verified_by"]),
-        archived_by=as_optional_uuid(row["archived_by"]),
-        archived_at=as_optional_datetime(row["archived_at"]),
-        hash_verified_at=as_optional_datetime(row["hash_verified_at"]),
-        on_chain_reference=row["on_chain_reference"],
-        metadata=as_json_object(row["metadata"]),
-        created_at=as_datetime(row["created_at"]),
-        updated_at=as_datetime(row["updated_at"]),
-    )
-
-
-def ledger_entry_from_row(row: Mapping[str, Any]) -> LedgerEntry:
-    return LedgerEntry(
-        seq=int(row["seq"]),
-        entry_hash=row["entry_hash"],
-        prev_hash=row["prev_hash"],
-        document_id=as_uuid(row["document_id"]),
-        sha256_hash=row["sha256_hash"],
-        registered_at=as_datetime(row["registered_at"]),
-    )
-
-
-def outbox_row_from_row(row: Mapping[str, Any]) -> OutboxRow:
-    body = as_json_object(row["body"])
-    attributes = as_json_object(row["attributes"])
-    return OutboxRow(
-        id=int(row["id"]),
-        event=OutboxEvent(
-            event_id=as_uuid(row["event_id"]),
-            destination=Destination(row["destination"]),
-            body={} if body is None else body,
-            attributes={} if attributes is None else {k: str(v) for k, v in attributes.items()},
-            group_id=row["group_id"],
-            created_at=as_datetime(row["created_at"]),
-        ),
-        attempts=int(row["attempts"]),
-    )

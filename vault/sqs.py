@@ -35,6 +35,8 @@ def aws_client(settings: Settings, service: str, *, read_timeout: float = 30.0) 
         connect_timeout=5,
         read_timeout=read_timeout,
         retries={"max_attempts": 3, "mode": "standard"},
+        # Presigned download URLs must be SigV4 (botocore signs V2 in us-east-1).
+        signature_version="s3v4" if service == "s3" else None,
     )
     return session.client(service, endpoint_url=endpoint, config=config)
 

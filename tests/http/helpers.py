@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import trio
-from quart.typing import TestClientProtocol
+from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
 from trio.testing import wait_all_tasks_blocked
 
@@ -53,7 +53,7 @@ def url_path(url: str) -> str:
 
 
 async def post_upload(
-    client: TestClientProtocol,
+    client: Client,
     *,
     entity_id: UUID | None = None,
     headers: Mapping[str, str] | None = None,
@@ -75,7 +75,7 @@ async def post_upload(
     return await client.post(UPLOAD, data=body, headers=sent)
 
 
-async def uploaded(client: TestClientProtocol, **kwargs: Any) -> dict[str, Any]:
+async def uploaded(client: Client, **kwargs: Any) -> dict[str, Any]:
     """Upload a document that must be accepted, and return its ``Document``."""
     response = await post_upload(client, **kwargs)
     assert response.status_code == 201, await response.get_data(as_text=True)
@@ -84,7 +84,7 @@ async def uploaded(client: TestClientProtocol, **kwargs: Any) -> dict[str, Any]:
 
 
 async def verify(
-    client: TestClientProtocol, document_id: str, headers: Mapping[str, str] | None = None,
+    client: Client, document_id: str, headers: Mapping[str, str] | None = None,
     **body: Any,
 ) -> Response:
     payload = {"document_id": document_id, **body}
@@ -127,12 +127,16 @@ def object_path(settings: Settings, storage_key: str) -> Path:
     return settings.vault_data_dir / "blobs" / "objects" / storage_key
 
 
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Let every other task run until ``condition`` holds (worker threads included)."""
+    with trio.fail_after(5):
+        while not condition():
+            await wait_all_tasks_blocked(cushion=0.001)
+
+
 async def quiesce(vault: Vault) -> None:
     """Wait until every task is blocked and no worker thread is busy."""
     backends = vault.backends
     limiters = (backends.db_limiter, backends.blob_limiter, backends.sink_limiter)
-    with trio.fail_after(5):
-        while True:
-            await wait_all_tasks_blocked(cushion=0.001)
-            if all(limiter.borrowed_tokens == 0 for limiter in limiters):
-                return
+    await wait_all_tasks_blocked(cushion=0.001)
+    await wait_until(lambda: all(limiter.borrowed_tokens == 0 for limiter in limiters))

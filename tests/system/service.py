@@ -1,0 +1,229 @@
+"""The real service as a subprocess (``python -m vault serve``), and how tests talk to it.
+
+Each server writes stdout and stderr to its own log file; its JSON lines
+are how the tests see what never leaves the process (on the embedded
+default, published events are logged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+
+from vault.config import Settings
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+POLL_INTERVAL = 0.05
+LOG_TAIL_LINES = 60
+UPLOAD = "/api/v1/documents/upload"
+
+CONFIG_NAMES = frozenset(name for name, _ in Settings().describe())
+"""Every variable the service reads; none is inherited from the test runner."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def vault_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without any vault variable, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
+    env.update(overrides)
+    return env
+
+
+def run_cli(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vault", *args],
+        env=dict(env), capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def actor(role: str = "admin") -> dict[str, str]:
+    """Header identity for a new actor with ``role``."""
+    return {"X-Actor-Id": str(uuid.uuid4()), "X-Actor-Role": role}
+
+
+def upload_form(entity_id: uuid.UUID, **extra: str) -> dict[str, str]:
+    return {
+        "entity_id": str(entity_id), "entity_type": "issuer", "document_type": "kyc", **extra
+    }
+
+
+def pdf(size: int = 2048) -> bytes:
+    """Unique PDF-looking bytes."""
+    head = b"%PDF-1.7\n" + uuid.uuid4().bytes
+    return head + os.urandom(max(0, size - len(head)))
+
+
+class StreamedUpload:
+    """A multipart upload body produced chunk by chunk, fields first, counting what it yields.
+
+    ``pause_after`` bytes of the file are yielded, then the body waits for
+    ``resume`` (a ``threading.Event``) before yielding the rest.
+    """
+
+    BOUNDARY = "systemTestBoundary0d5a77"
+    CHUNK = 64 * 1024
+
+    def __init__(
+        self,
+        fields: Mapping[str, str],
+        file_size: int,
+        *,
+        filename: str = "big.pdf",
+        pause_after: int | None = None,
+        resume: Any = None,
+        paused: Any = None,
+    ) -> None:
+        self.fields = fields
+        self.file_size = file_size
+        self.filename = filename
+        self.pause_after = pause_after
+        self.resume = resume
+        self.paused = paused
+        self.file_bytes_yielded = 0
+        self.content = bytearray()
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.BOUNDARY}"
+
+    def head(self) -> bytes:
+        parts = [
+            f'--{self.BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in self.fields.items()
+        ]
+        parts.append(
+            f'--{self.BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{self.filename}"\r\nContent-Type: application/pdf\r\n\r\n'
+        )
+        return "".join(parts).encode()
+
+    def tail(self) -> bytes:
+        return f"\r\n--{self.BOUNDARY}--\r\n".encode()
+
+    def file_chunks(self) -> Iterator[bytes]:
+        first = b"%PDF-1.7\n" + uuid.uuid4().bytes
+        while self.file_bytes_yielded < self.file_size:
+            size = min(self.CHUNK, self.file_size - self.file_bytes_yielded)
+            chunk = (first + os.urandom(size))[:size] if self.file_bytes_yielded == 0 else (
+                os.urandom(size)
+            )
+            self.file_bytes_yielded += len(chunk)
+            self.content += chunk
+            yield chunk
+            if self.pause_after is not None and self.file_bytes_yielded == self.pause_after:
+                if self.paused is not None:
+                    self.paused.set()
+                self.resume.wait(STOP_TIMEOUT)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.head()
+        yield from self.file_chunks()
+        yield self.tail()
+
+
+@attrs.define
+class Server:
+    """One running ``vault serve`` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30.0)
+
+    def async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30.0)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every JSON log line written so far."""
+        lines = []
+        for raw in self.log_path.read_text("utf-8", "replace").splitlines():
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                lines.append(entry)
+        return lines
+
+    def published(self, destination: str) -> list[dict[str, Any]]:
+        """Bodies of the events the log sink published to ``destination``."""
+        return [
+            line["body"] for line in self.log_lines()
+            if line.get("event") == "event_published" and line.get("destination") == destination
+        ]
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """The exit code; a process still alive at ``timeout`` is killed and the test fails."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"server still running {timeout} s after SIGTERM\n{self.log_tail()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then the exit code."""
+        if self.running():
+            self.terminate()
+        return self.wait(timeout)
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        """Poll ``/healthz`` until 200: across processes there is nothing to await instead."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+            while True:
+                if not self.running():
+                    pytest.fail(
+                        f"server exited with {self.process.returncode} while starting\n"
+                        f"{self.log_tail()}"
+                    )
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server not healthy after {timeout} s\n{self.log_tail()}")
+                time.sleep(POLL_INTERVAL)
+
+
+StartServer = Callable[..., Server]
+"""``start_server(data=None, **env)``: a healthy server, stopped at teardown."""
