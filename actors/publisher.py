@@ -31,7 +31,7 @@ from actors.runtime import Mailbox
 from vault.errors import DependencyUnavailable
 from vault.events import Destination, OutboxRow
 from vault.models import utcnow
-from vault.ports import Delivery
+from vault.ports import Delivery, OutboxStats
 
 log = structlog.get_logger("vault.publisher")
 
@@ -177,12 +177,12 @@ class PublisherActor:
             await self.backends.in_db(write)
 
     async def _refresh_backlog(self) -> None:
-        stats = {
-            destination.value: await self.backends.in_db(
-                self.backends.store.outbox_stats, destination
-            )
-            for destination in self.destinations
-        }
+        store = self.backends.store
+
+        def read() -> dict[str, OutboxStats]:
+            return {d.value: store.outbox_stats(d) for d in self.destinations}
+
+        stats = await self.backends.in_db(read)
         self.mailbox.health.extra["backlog"] = {
             name: {"pending": s.pending, "parked": s.parked} for name, s in stats.items()
         }

@@ -137,23 +137,28 @@ def iso_event(moment: datetime) -> str:
 
 
 def document_json(doc: Document) -> dict[str, Any]:
-    """The contract's ``Document`` object: exactly these fields, no more."""
+    """The contract's ``Document`` object: exactly these fields, no more.
+
+    UUIDs and enums are left as they are for the JSON encoder (orjson writes
+    them as canonical strings without a Python-level detour); timestamps are
+    formatted here, always with microseconds.
+    """
     return {
-        "id": str(doc.id),
-        "entity_type": doc.entity_type.value,
-        "entity_id": str(doc.entity_id),
+        "id": doc.id,
+        "entity_type": doc.entity_type,
+        "entity_id": doc.entity_id,
         "token_id": doc.token_id,
-        "document_type": doc.document_type.value,
+        "document_type": doc.document_type,
         "filename": doc.filename,
         "mime_type": doc.mime_type,
         "size_bytes": doc.size_bytes,
         "storage_bucket": doc.storage_bucket,
         "storage_key": doc.storage_key,
         "sha256_hash": doc.sha256_hash,
-        "status": doc.status.value,
-        "uploaded_by": str(doc.uploaded_by),
-        "verified_by": _str_or_none(doc.verified_by),
-        "archived_by": _str_or_none(doc.archived_by),
+        "status": doc.status,
+        "uploaded_by": doc.uploaded_by,
+        "verified_by": doc.verified_by,
+        "archived_by": doc.archived_by,
         "archived_at": iso_response(doc.archived_at),
         "hash_verified_at": iso_response(doc.hash_verified_at),
         "on_chain_reference": doc.on_chain_reference,
@@ -161,7 +166,3 @@ def document_json(doc: Document) -> dict[str, Any]:
         "created_at": iso_response(doc.created_at),
         "updated_at": iso_response(doc.updated_at),
     }
-
-
-def _str_or_none(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
