@@ -7,11 +7,13 @@ from pathlib import Path
 
 from vault.aws_sinks import SnsSink, SqsSink
 from vault.blobs_local import LocalBlobStore
+from vault.blobs_s3 import S3BlobStore
 from vault.config import Settings
 from vault.errors import ConfigError
 from vault.events import Destination
 from vault.keys import load_or_create_key
 from vault.ports import BlobStore, EventSink, MetadataStore
+from vault.postgres_store import PostgresMetadataStore
 from vault.signing import UrlSigner
 from vault.sinks import LogSink
 from vault.sqlite_store import SQLiteMetadataStore
@@ -19,14 +21,16 @@ from vault.sqs import aws_client
 
 
 def open_metadata_store(settings: Settings) -> MetadataStore:
+    """SQLite for ``sqlite:///path`` (the default), PostgreSQL otherwise."""
     url = settings.effective_database_url
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteMetadataStore(path)
-    raise ConfigError(
-        "DATABASE_URL", "PostgreSQL is not available in this build; use sqlite:///path or unset it"
-    )
+    try:
+        return PostgresMetadataStore(url, pre_ping=settings.database_pool_pre_ping)
+    except ValueError as exc:
+        raise ConfigError("DATABASE_URL", str(exc)) from None
 
 
 def url_signer(settings: Settings) -> UrlSigner:
@@ -34,14 +38,15 @@ def url_signer(settings: Settings) -> UrlSigner:
 
 
 def open_blob_store(settings: Settings, signer: UrlSigner) -> BlobStore:
+    """S3 with SSE-KMS when ``DOCUMENT_VAULT_BUCKET`` is set, else encrypted local files."""
     if settings.document_vault_bucket is not None:
-        raise ConfigError(
-            "DOCUMENT_VAULT_BUCKET", "S3 storage is not available in this build; unset it"
+        assert settings.aws_s3_kms_key_id is not None  # checked with the settings
+        return S3BlobStore(
+            aws_client(settings, "s3"), settings.document_vault_bucket, settings.aws_s3_kms_key_id
         )
     root = settings.vault_data_dir / "blobs"
     master = load_or_create_key(settings.vault_data_dir / "keys" / "blob-master.key")
-    store = LocalBlobStore(root, master, signer, settings.effective_public_base_url)
-    return store
+    return LocalBlobStore(root, master, signer, settings.effective_public_base_url)
 
 
 def event_sinks(settings: Settings) -> dict[Destination, EventSink]:

@@ -2,7 +2,11 @@
 
 ``store`` is a migrated ``MetadataStore`` for each backend in
 ``STORE_BACKENDS``. A backend is a context manager yielding a
-``StoreBackend``; adding PostgreSQL means adding one entry there.
+``StoreBackend``.
+
+The PostgreSQL backend uses the session's throwaway database from
+``tests.pg`` (skipped, or failed under ``CI=true``, without a server) and
+empties its tables before each test.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
+import psycopg
 import pytest
 
+from tests.pg import PgDatabase, pg_database
 from vault.ports import MetadataStore
+from vault.postgres_store import PostgresMetadataStore
 from vault.sqlite_store import SQLiteMetadataStore
+
+__all__ = ["StoreBackend", "pg_database"]
 
 
 @attrs.frozen
@@ -59,10 +68,34 @@ def _sqlite_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
             store.close()
 
 
+@contextlib.contextmanager
+def _postgres_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
+    database: PgDatabase = request.getfixturevalue("pg_database")
+    database.truncate_all(keep=("schema_version",))
+    opened: list[PostgresMetadataStore] = []
+
+    def open_store() -> MetadataStore:
+        store = PostgresMetadataStore(database.url)
+        opened.append(store)
+        store.migrate()
+        return store
+
+    def execute(sql: str, params: Sequence[object]) -> None:
+        # The contract suite writes SQLite's ``?`` placeholders.
+        database.query(sql.replace("?", "%s"), params)
+
+    try:
+        yield StoreBackend("postgres", open_store, execute, psycopg.Error)
+    finally:
+        for store in opened:
+            store.close()
+
+
 STORE_BACKENDS: dict[
     str, Callable[[pytest.FixtureRequest], contextlib.AbstractContextManager[StoreBackend]]
 ] = {
     "sqlite": _sqlite_backend,
+    "postgres": _postgres_backend,
 }
 
 

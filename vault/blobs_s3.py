@@ -1,0 +1,392 @@
+"""The S3 blob store: one object per document in a versioned bucket, SSE-KMS.
+
+Writing streams: a writer buffers at most one part (``PART_SIZE``). An
+object that ends before its first part fills is sent with one
+``PutObject``; a larger one becomes a multipart upload whose parts leave as
+soon as they fill, and ``commit`` completes it. Every object is encrypted by
+S3 under the configured KMS key (``ServerSideEncryption=aws:kms`` and
+``SSEKMSKeyId`` on ``PutObject`` and ``CreateMultipartUpload``; parts inherit
+the upload's encryption). Every ``PutObject`` and ``UploadPart`` carries a
+SHA-256 checksum that S3 checks on arrival, and ``commit`` returns the new
+object's ``VersionId`` (None when the bucket is not versioned, including
+S3's ``"null"`` version of an unversioned write).
+
+Reading streams the object in chunks of about ``READ_CHUNK`` bytes. botocore
+checks a whole-object checksum on the way back when S3 sends one (objects
+written with ``PutObject``); composite checksums of multipart objects are not
+checked by the client.
+
+Errors: botocore's exceptions are mapped here and go no further.
+``BlobUnreadable`` means the object itself is missing or damaged: no such
+key or version, a 404, a version that is a delete marker, a body shorter
+than its Content-Length or failing its checksum. Everything else (endpoint
+unreachable, timeouts, a connection reset mid-body, throttling, access
+denied, KMS refusals, a missing bucket) is ``BlobStoreUnavailable``: the
+store is down or misconfigured, the blob is not known to be bad.
+
+Presigned URLs are SigV4 (``X-Amz-Signature``); the client must be built
+with ``Config(signature_version="s3v4")``, because botocore otherwise signs
+S3 URLs with SigV2 in regions that still accept it (us-east-1 among them).
+The constructor refuses a client that would do that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, NoReturn
+from urllib.parse import quote
+from uuid import UUID
+
+import structlog
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+)
+
+from vault.blobs_local import check_key
+from vault.errors import BlobStoreUnavailable, BlobUnreadable
+
+log = structlog.get_logger("vault.blobs")
+
+MiB = 1024 * 1024
+PART_SIZE = 8 * MiB
+"""Bytes per multipart part, and the most a writer ever buffers."""
+READ_CHUNK = 1 * MiB
+SSE = "aws:kms"
+CHECKSUM_ALGORITHM = "SHA256"
+
+# Error codes that mean "this object (version) is not there", on GetObject.
+_MISSING_CODES = frozenset(
+    {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"}
+)
+# Codes that mean the bucket itself is gone: a store problem, never one blob's.
+_NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
+# What a body that ends early or does not match its checksum raises. botocore
+# reads with urllib3's length check off and raises IncompleteReadError itself;
+# ResponseStreamingError (a reset or broken connection) is the network's
+# fault and stays BlobStoreUnavailable, so a blip never reads as tampering.
+_DAMAGED_BODY = (IncompleteReadError, FlexibleChecksumError)
+
+
+class S3BlobStore:
+    """``BlobStore`` on one S3 bucket (versioned), objects encrypted with one KMS key."""
+
+    def __init__(self, client: Any, bucket: str, kms_key_id: str) -> None:
+        if not bucket:
+            raise ValueError("an S3 bucket name is required")
+        if not kms_key_id:
+            raise ValueError("a KMS key id is required")
+        self._client = client
+        self.bucket = bucket
+        self.kms_key_id = kms_key_id
+        _require_sigv4_presigning(client, bucket)
+
+    def ping(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobStoreUnavailable(f"S3 bucket {self.bucket} is not reachable: {exc}") from exc
+
+    def open_writer(self, key: str) -> S3BlobWriter:
+        check_key(key)
+        return S3BlobWriter(self._client, self.bucket, key, self.kms_key_id)
+
+    def read(self, key: str, version_id: str | None) -> Generator[bytes, None, None]:
+        """The object's bytes in chunks of at most ``READ_CHUNK``.
+
+        Nothing is requested until the first ``next``; the response body is
+        closed when the stream is exhausted, fails or is closed.
+        """
+        check_key(key)
+        return self._read(key, version_id)
+
+    def _read(self, key: str, version_id: str | None) -> Generator[bytes, None, None]:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            params["VersionId"] = version_id
+        where = _describe(key, version_id)
+        try:
+            answer = self._client.get_object(**params)
+        except ClientError as exc:
+            if _is_missing(exc, version_id):
+                raise BlobUnreadable(f"{where} is missing: {_error_code(exc)}") from exc
+            raise BlobStoreUnavailable(f"cannot read {where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"cannot read {where}: {exc}") from exc
+        body = answer["Body"]
+        try:
+            while True:
+                try:
+                    chunk = body.read(READ_CHUNK)
+                except _DAMAGED_BODY as exc:
+                    raise BlobUnreadable(f"{where} is damaged or truncated: {exc}") from exc
+                except (BotoCoreError, ClientError) as exc:
+                    raise BlobStoreUnavailable(f"reading {where} failed: {exc}") from exc
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
+
+    def delete(self, key: str, version_id: str | None) -> None:
+        """Remove that version for good (with ``version_id``), else add a delete marker."""
+        check_key(key)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            params["VersionId"] = version_id
+        where = _describe(key, version_id)
+        try:
+            self._client.delete_object(**params)
+        except ClientError as exc:
+            if _is_missing(exc, version_id):
+                return
+            raise BlobStoreUnavailable(f"cannot delete {where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"cannot delete {where}: {exc}") from exc
+
+    def presign(
+        self,
+        key: str,
+        version_id: str | None,
+        *,
+        filename: str,
+        mime_type: str,
+        expires_in: int,
+        document_id: UUID,
+    ) -> str:
+        """A SigV4 GET URL that serves the object as an attachment named ``filename``."""
+        check_key(key)
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ResponseContentDisposition": content_disposition(filename),
+            "ResponseContentType": mime_type,
+        }
+        if version_id is not None:
+            params["VersionId"] = version_id
+        try:
+            url: str = self._client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires_in
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobStoreUnavailable(f"cannot sign a URL for {key}: {exc}") from exc
+        return url
+
+
+class S3BlobWriter:
+    """One object being written; holds at most one part of data at a time.
+
+    Nothing is sent until the first part fills or ``commit``. After a failed
+    ``write`` or ``commit`` the multipart upload (if any) has been aborted,
+    or will be by ``abort``, which is always safe and never raises.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, kms_key_id: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._kms_key_id = kms_key_id
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._open = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held in memory, waiting for their part to fill or for ``commit``."""
+        return len(self._buffer)
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload in progress, if one was started and not yet finished."""
+        return self._upload_id
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        if not self._open:
+            raise ValueError("write to a blob writer that is committed or aborted")
+        view = memoryview(chunk).cast("B")
+        while len(view):
+            take = min(PART_SIZE - len(self._buffer), len(view))
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) == PART_SIZE:
+                self._send_part()
+
+    def commit(self) -> str | None:
+        if not self._open:
+            raise ValueError("commit of a blob writer that is committed or aborted")
+        try:
+            if self._upload_id is None:
+                body, self._buffer = self._buffer, bytearray()
+                answer = self._client.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=body,
+                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                    **self._encryption(),
+                )
+            else:
+                if self._buffer:
+                    self._send_part()
+                answer = self._client.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
+        except (BotoCoreError, ClientError) as exc:
+            self._fail(exc, "commit")
+        self._open = False
+        self._upload_id = None
+        self._parts = []
+        version_id: str | None = answer.get("VersionId")
+        # "null" is the version of an object written while versioning was off
+        # (or suspended): nothing to pin, the key's only copy is current.
+        return None if version_id in (None, "", "null") else version_id
+
+    def abort(self) -> None:
+        """Drop the buffer and abort the multipart upload, if one was started.
+
+        Never raises: a failed abort is logged and tried again by the next
+        call (a bucket lifecycle rule reaps what is left after that).
+        """
+        self._open = False
+        self._buffer = bytearray()
+        upload_id = self._upload_id
+        if upload_id is None:
+            return
+        try:
+            self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=upload_id
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchUpload":
+                log.warning(
+                    "blob_abort_failed", storage_key=self._key, upload_id=upload_id, error=str(exc)
+                )
+                return
+        except BotoCoreError as exc:
+            log.warning(
+                "blob_abort_failed", storage_key=self._key, upload_id=upload_id, error=str(exc)
+            )
+            return
+        self._upload_id = None
+        self._parts = []
+
+    def _send_part(self) -> None:
+        body, self._buffer = self._buffer, bytearray()
+        try:
+            if self._upload_id is None:
+                created = self._client.create_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                    **self._encryption(),
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            self._fail(exc, "write")
+        part: dict[str, Any] = {"PartNumber": number, "ETag": answer["ETag"]}
+        if answer.get("ChecksumSHA256"):
+            part["ChecksumSHA256"] = answer["ChecksumSHA256"]
+        self._parts.append(part)
+
+    def _encryption(self) -> dict[str, str]:
+        return {"ServerSideEncryption": SSE, "SSEKMSKeyId": self._kms_key_id}
+
+    def _fail(self, exc: BotoCoreError | ClientError, step: str) -> NoReturn:
+        self.abort()
+        raise BlobStoreUnavailable(f"cannot {step} blob {self._key}: {exc}") from exc
+
+
+def ensure_bucket(client: Any, bucket: str) -> None:
+    """Create ``bucket`` if it does not exist, and turn its versioning on.
+
+    Safe to run any number of times. Raises ``BlobStoreUnavailable`` when the
+    bucket cannot be reached, created or configured (for instance when its
+    name is taken by another account).
+    """
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise BlobStoreUnavailable(f"S3 bucket {bucket} is not usable: {exc}") from exc
+        _create_bucket(client, bucket)
+    except BotoCoreError as exc:
+        raise BlobStoreUnavailable(f"S3 bucket {bucket} is not reachable: {exc}") from exc
+    try:
+        client.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise BlobStoreUnavailable(f"cannot enable versioning on {bucket}: {exc}") from exc
+
+
+def _create_bucket(client: Any, bucket: str) -> None:
+    params: dict[str, Any] = {"Bucket": bucket}
+    region = client.meta.region_name
+    if region and region != "us-east-1":
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**params)
+    except ClientError as exc:
+        if _error_code(exc) != "BucketAlreadyOwnedByYou":
+            raise BlobStoreUnavailable(f"cannot create S3 bucket {bucket}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise BlobStoreUnavailable(f"cannot create S3 bucket {bucket}: {exc}") from exc
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII ``filename`` and the exact name as RFC 5987 ``filename*``."""
+    fallback = "".join(
+        ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _require_sigv4_presigning(client: Any, bucket: str) -> None:
+    """Refuse a client whose presigned URLs would not be SigV4 (computed locally)."""
+    try:
+        probe: str = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": "probe"}, ExpiresIn=1
+        )
+    except BotoCoreError:
+        return  # no credentials yet: nothing can be signed, and presign will say so
+    if "X-Amz-Signature=" not in probe:
+        raise ValueError(
+            "the S3 client presigns without SigV4; build it with "
+            "botocore.config.Config(signature_version='s3v4')"
+        )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(exc: ClientError, version_id: str | None) -> bool:
+    """Whether S3 answered that this object (or this version of it) does not exist."""
+    code = _error_code(exc)
+    if code in _NO_BUCKET_CODES:
+        return False
+    if code in _MISSING_CODES:
+        return True
+    # A version id S3 cannot parse names no version: the record points nowhere.
+    if version_id is not None and code == "InvalidArgument":
+        return True
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return bool(status == 404)
+
+
+def _describe(key: str, version_id: str | None) -> str:
+    return f"blob {key}" if version_id is None else f"blob {key} (version {version_id})"
