@@ -17,6 +17,7 @@ from quart import Blueprint, Response
 
 from vault.errors import BlobUnreadable, Forbidden, VaultError
 from vault.signing import InvalidToken
+from vault.validation import content_disposition
 
 from .metrics import CONTENT_TYPE
 from .problems import problem
@@ -164,13 +165,6 @@ async def blob(token: str) -> Response:
                 await backends.in_blobs(close)
 
     response = Response(stream(), content_type=claims.mime_type)
-    response.headers["Content-Disposition"] = _disposition(claims.filename)
+    response.headers["Content-Disposition"] = content_disposition(claims.filename)
     response.headers["Cache-Control"] = "private, no-store"
     return response
-
-
-def _disposition(filename: str) -> str:
-    from urllib.parse import quote
-
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from typing import Any, NoReturn
-from urllib.parse import quote
 from uuid import UUID
 
 import structlog
@@ -47,6 +46,7 @@ from botocore.exceptions import (
 
 from vault.blobs_local import check_key
 from vault.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.validation import content_disposition
 
 log = structlog.get_logger("vault.blobs")
 
@@ -345,14 +345,6 @@ def _create_bucket(client: Any, bucket: str) -> None:
             raise BlobStoreUnavailable(f"cannot create S3 bucket {bucket}: {exc}") from exc
     except BotoCoreError as exc:
         raise BlobStoreUnavailable(f"cannot create S3 bucket {bucket}: {exc}") from exc
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII ``filename`` and the exact name as RFC 5987 ``filename*``."""
-    fallback = "".join(
-        ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename
-    )
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _require_sigv4_presigning(client: Any, bucket: str) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import unicodedata
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 
@@ -197,3 +198,11 @@ def _signature_for(mime: str) -> tuple[bytes, str] | None:
     if mime.startswith(_OOXML_PREFIX):
         return _ZIP
     return _SIGNATURES.get(mime)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII ``filename`` and the exact name as RFC 5987 ``filename*``."""
+    fallback = "".join(
+        ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

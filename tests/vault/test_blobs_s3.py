@@ -41,10 +41,10 @@ from vault.blobs_s3 import (
     READ_CHUNK,
     S3BlobStore,
     S3BlobWriter,
-    content_disposition,
     ensure_bucket,
 )
 from vault.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.validation import content_disposition
 
 MiB = 1024 * 1024
 KEY = "documents/6f1d2c3b-4a5e-4f60-8b7c-9d0e1f2a3b4c"
