@@ -115,7 +115,13 @@ class _UploadRequest:
 
     def can_resolve_early(self) -> bool:
         """Every required field arrived before the file, and the actor is known."""
-        known_actor = "uploaded_by" in self.fields or "X-Actor-Id" in request.headers
+        known_actor = any(
+            (
+                "uploaded_by" in self.fields,
+                "X-Actor-Id" in request.headers,
+                "Authorization" in request.headers,
+            )
+        )
         return known_actor and all(self.fields.get(n) for n in REQUIRED_UPLOAD_FIELDS)
 
     async def resolve_form(self) -> UploadForm:

@@ -26,9 +26,15 @@ from vault.backends import event_sinks, open_blob_store, open_metadata_store, ur
 from vault.blobs_local import LocalBlobStore
 from vault.config import Settings
 from vault.errors import DependencyUnavailable
-from vault.permissions import HeaderIdentity, MatrixAuthorizer
+from vault.permissions import (
+    HeaderIdentity,
+    IdentityProvider,
+    JwtIdentity,
+    MatrixAuthorizer,
+)
 
 from .app import create_app
+from .authorization import ServiceAuthorizer
 
 log = structlog.get_logger("vault.serve")
 
@@ -42,6 +48,23 @@ def build_backends(settings: Settings) -> tuple[Backends, Any]:
         blobs.clean_stale_tmp()
     backends = Backends(settings=settings, store=store, blobs=blobs, sinks=event_sinks(settings))
     return backends, signer if isinstance(blobs, LocalBlobStore) else None
+
+
+def identity_for(settings: Settings) -> IdentityProvider:
+    """Bearer tokens when ``JWT_PUBLIC_KEY`` is set (headers ignored), else the headers.
+
+    A key that cannot verify anything raises ``ConfigError`` naming ``JWT_PUBLIC_KEY``.
+    """
+    if settings.jwt_public_key is not None:
+        return JwtIdentity(settings.jwt_public_key, settings.jwt_issuer, settings.jwt_audience)
+    return HeaderIdentity(settings.epr_mock_roles)
+
+
+def authorizer_for(settings: Settings) -> MatrixAuthorizer | ServiceAuthorizer:
+    """The role matrix under ``EPR_MOCK_MODE=true``, else the permission service."""
+    if settings.epr_mock_mode:
+        return MatrixAuthorizer()
+    return ServiceAuthorizer.from_settings(settings)
 
 
 class ListenFailed(DependencyUnavailable):
@@ -87,16 +110,18 @@ async def serve(
 ) -> None:
     """Run until ``shutdown_trigger`` is set, or SIGTERM/SIGINT arrives."""
     stop = shutdown_trigger if shutdown_trigger is not None else trio.Event()
+    identity = identity_for(settings)
     check_listen(settings)
     backends, signer = await trio.to_thread.run_sync(build_backends, settings)
+    authorizer = authorizer_for(settings)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, stop)
             vault = await nursery.start(run_vault, backends, Sizing())
             app = create_app(
                 vault,
-                identity=HeaderIdentity(settings.epr_mock_roles),
-                authorizer=MatrixAuthorizer(),
+                identity=identity,
+                authorizer=authorizer,
                 signer=signer,
             )
             http_done = trio.Event()
@@ -127,6 +152,8 @@ async def serve(
             nursery.cancel_scope.cancel()
     finally:
         await trio.to_thread.run_sync(backends.store.close)
+        if isinstance(authorizer, ServiceAuthorizer):
+            await trio.to_thread.run_sync(authorizer.close)
         log.info("vault_stopped")
 
 

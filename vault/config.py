@@ -19,6 +19,7 @@ import attrs
 
 from vault.errors import ConfigError
 from vault.models import Role
+from vault.permissions import load_verification_key
 
 T = TypeVar("T")
 
@@ -79,6 +80,7 @@ class Settings:
     epr_mock_mode: bool = True
     epr_mock_roles: Mapping[UUID, Role] = attrs.field(factory=dict)
     epr_service_timeout: float = 5.0
+    epr_cache_ttl_seconds: float = 30.0
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -116,7 +118,9 @@ class Settings:
             host=r.text("HOST") or "0.0.0.0",
             port=r.integer("PORT", 8000, low=0, high=65535),
             public_base_url=r.url("PUBLIC_BASE_URL"),
-            shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", 20.0, low=0.0),
+            shutdown_grace_seconds=r.number(
+                "SHUTDOWN_GRACE_SECONDS", 20.0, low=0.0, high=3600.0
+            ),
             aws_region=r.text("AWS_REGION"),
             aws_access_key_id=r.text("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=r.text("AWS_SECRET_ACCESS_KEY"),
@@ -144,7 +148,10 @@ class Settings:
             epr_service_url=r.url("EPR_SERVICE_URL"),
             epr_mock_mode=r.boolean("EPR_MOCK_MODE", True),
             epr_mock_roles=r.mock_roles("EPR_MOCK_ROLES"),
-            epr_service_timeout=r.number("EPR_SERVICE_TIMEOUT", 5.0, low=0.001),
+            epr_service_timeout=r.number("EPR_SERVICE_TIMEOUT", 5.0, low=0.001, high=300.0),
+            epr_cache_ttl_seconds=r.number(
+                "EPR_CACHE_TTL_SECONDS", 30.0, low=0.0, high=3600.0
+            ),
             jwt_public_key=r.text("JWT_PUBLIC_KEY"),
             jwt_issuer=r.text("JWT_ISSUER"),
             jwt_audience=r.text("JWT_AUDIENCE"),
@@ -167,6 +174,8 @@ class Settings:
                 f"required when ENVIRONMENT={self.environment} (header identity is only "
                 "allowed in local and test)",
             )
+        if self.jwt_public_key is not None:
+            load_verification_key(self.jwt_public_key)  # ConfigError naming JWT_PUBLIC_KEY
         if not self.epr_mock_mode and self.epr_service_url is None:
             raise ConfigError("EPR_SERVICE_URL", "required when EPR_MOCK_MODE=false")
         if self.document_vault_bucket is not None and self.aws_s3_kms_key_id is None:
@@ -277,10 +286,11 @@ class _Reader:
             self._check_range(name, value, low, high)
         return value
 
-    def number(self, name: str, default: float, *, low: float) -> float:
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
         value = self._parsed(name, default, float, "a number")
-        if value != value or value < low:  # NaN or too small
-            raise ConfigError(name, f"must be at least {low}, got {value}")
+        if value != value:  # NaN
+            raise ConfigError(name, f"expected a number, got {value}")
+        self._check_range(name, value, low, high)
         return value
 
     @staticmethod

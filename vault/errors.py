@@ -8,6 +8,7 @@ catches psycopg, sqlite3 or botocore exceptions.
 
     VaultError
     ├── Unauthenticated              401 UNAUTHENTICATED
+    │   └── InvalidToken             a bearer token was sent and failed a check
     ├── InvalidRequest (ValueError)  422 VALIDATION_ERROR
     ├── DocumentNotFound (LookupError) 404 DOCUMENT_NOT_FOUND
     ├── Forbidden (PermissionError)  403 UNAUTHORIZED_ACCESS
@@ -60,6 +61,13 @@ class Unauthenticated(VaultError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidToken(Unauthenticated):
+    """A bearer token was sent and failed a check; the detail names the check, never the token."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 class InvalidRequest(VaultError, ValueError):
