@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from actors.system import Sizing, Vault, run_vault
+from tests.pg import pg_database  # noqa: F401  (a fixture, used by name)
 from tests.support import test_settings
 from vault.config import Settings
 from vault_http.serve import build_backends

@@ -226,3 +226,47 @@ class TestVerdicts:
         report = _report()
         report["sizes"][1]["memory"] = {}
         assert _by_name(bench.verdicts(report, bench.Targets()), "RSS").status == "SKIP"
+
+
+class TestBackends:
+    def test_backends_choose_their_targets(self):
+        """--backends postgres-s3 selects the postgres-s3 targets; the default stays embedded."""
+        assert bench.parse_args(["--backends", "postgres-s3"]).targets == "postgres-s3"
+        assert bench.parse_args([]).targets == "embedded"
+
+    def test_explicit_targets_win(self):
+        """--targets named on the command line is kept whatever the backends."""
+        args = bench.parse_args(["--backends", "postgres-s3", "--targets", "embedded"])
+        assert args.targets == "embedded"
+
+    def test_backends_need_a_spawned_server(self, capsys):
+        """--backends with --url is a usage error: only a spawned server gets backends."""
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--url", "http://127.0.0.1:8000", "--backends", "postgres-s3"])
+        assert "--backends" in capsys.readouterr().err
+
+    def test_database_url_keeps_server_credentials_and_query(self):
+        """The new database's URL is the admin URL with only the database name changed."""
+        assert (
+            bench.with_database("postgresql://u:pw@db:5433/postgres?sslmode=require", "vb_1")
+            == "postgresql://u:pw@db:5433/vb_1?sslmode=require"
+        )
+
+    def test_password_is_masked(self):
+        """A URL shown in progress lines or the report never carries its password."""
+        assert bench.mask_password("postgresql://u:secret@db/x") == "postgresql://u:***@db/x"
+        assert bench.mask_password("postgresql://u@db/x") == "postgresql://u@db/x"
+
+    def test_server_env_points_every_aws_client_at_the_endpoint(self):
+        """The spawned server gets the database, bucket, key and endpoint, and loses any
+        variable that would send its S3 client elsewhere."""
+        env = bench.server_env(
+            {"PATH": "/bin", "DATABASE_URL": "sqlite:///x", "AWS_S3_ENDPOINT_URL": "https://s3"},
+            bench.postgres_s3_env("postgresql://db/vb", "http://127.0.0.1:5000", "bkt", "key-1"),
+        )
+        assert env["PATH"] == "/bin"
+        assert env["DATABASE_URL"] == "postgresql://db/vb"
+        assert env["DOCUMENT_VAULT_BUCKET"] == "bkt"
+        assert env["AWS_S3_KMS_KEY_ID"] == "key-1"
+        assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+        assert "AWS_S3_ENDPOINT_URL" not in env

@@ -3,18 +3,32 @@
 Teardown stops every server still running with SIGTERM and requires exit
 code 0 within ``STOP_TIMEOUT`` (a server that does not exit is killed);
 each server's log tail is printed, which pytest shows when a test failed.
+
+``production`` is PostgreSQL (the session's database, emptied) and S3 on
+moto's server (a bucket of the test's own) for servers started with its
+``env()``.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.system.service import Server, StartServer, free_port, vault_env
+from tests.pg import PgDatabase
+from tests.system.service import (
+    Production,
+    Server,
+    StartServer,
+    free_port,
+    moto_client,
+    vault_env,
+)
+from vault.blobs_s3 import ensure_bucket
 
 
 @pytest.fixture
@@ -65,3 +79,14 @@ def start_server(tmp_path: Path, data_dir: Path) -> Iterator[StartServer]:
 def server(start_server: StartServer) -> Server:
     """One server on the embedded default, in a fresh data folder."""
     return start_server()
+
+
+@pytest.fixture
+def production(pg_database: PgDatabase, moto_endpoint: str) -> Production:
+    """An emptied PostgreSQL database, a fresh versioned bucket and a KMS key on moto."""
+    pg_database.truncate_all(keep=("schema_version",))
+    s3 = moto_client(moto_endpoint, "s3")
+    bucket = f"vault-system-{uuid.uuid4().hex[:12]}"
+    ensure_bucket(s3, bucket)
+    key = moto_client(moto_endpoint, "kms").create_key(Description=f"{bucket} documents")
+    return Production(pg_database, moto_endpoint, bucket, key["KeyMetadata"]["KeyId"], s3)

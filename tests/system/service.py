@@ -2,7 +2,8 @@
 
 Each server writes stdout and stderr to its own log file; its JSON lines
 are how the tests see what never leaves the process (on the embedded
-default, published events are logged).
+default, published events are logged). ``Production`` describes PostgreSQL
+and S3 on moto's server for servers that run on the production backends.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
+from tests.pg import PgDatabase
 from vault.config import Settings
 
 START_TIMEOUT = 20.0
@@ -30,6 +34,9 @@ STOP_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
 LOG_TAIL_LINES = 60
 UPLOAD = "/api/v1/documents/upload"
+
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+MOTO_REGION = "us-east-1"
 
 CONFIG_NAMES = frozenset(name for name, _ in Settings().describe())
 """Every variable the service reads; none is inherited from the test runner."""
@@ -227,3 +234,40 @@ class Server:
 
 StartServer = Callable[..., Server]
 """``start_server(data=None, **env)``: a healthy server, stopped at teardown."""
+
+
+@attrs.frozen
+class Production:
+    """The production backends of one test, and clients to look behind the server's back."""
+
+    database: PgDatabase
+    endpoint: str
+    """moto's server, where every AWS client of the server points."""
+    bucket: str
+    kms_key_id: str
+    s3: Any
+    """A boto3 S3 client on moto."""
+
+    def env(self, *, database_url: str | None = None) -> dict[str, str]:
+        """What a server needs to run on these backends (``database_url`` overrides the URL)."""
+        return {
+            "DATABASE_URL": database_url or self.database.url,
+            "DOCUMENT_VAULT_BUCKET": self.bucket,
+            "AWS_S3_KMS_KEY_ID": self.kms_key_id,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": MOTO_REGION,
+            **MOTO_CREDENTIALS,
+        }
+
+
+def moto_client(endpoint: str, service: str) -> Any:
+    """A boto3 client for ``service`` on moto's server, with the test credentials."""
+    return boto3.session.Session(
+        aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=MOTO_REGION,
+    ).client(
+        service,
+        endpoint_url=endpoint,
+        config=Config(signature_version="s3v4") if service == "s3" else None,
+    )

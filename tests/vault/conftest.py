@@ -20,12 +20,12 @@ import attrs
 import psycopg
 import pytest
 
-from tests.pg import PgDatabase, pg_database
+from tests.pg import PgDatabase
 from vault.ports import MetadataStore
 from vault.postgres_store import PostgresMetadataStore
 from vault.sqlite_store import SQLiteMetadataStore
 
-__all__ = ["StoreBackend", "pg_database"]
+__all__ = ["StoreBackend"]
 
 
 @attrs.frozen
