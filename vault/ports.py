@@ -33,6 +33,16 @@ class PageCursor:
 
 
 @attrs.frozen
+class CascadeBatch:
+    """What one batch of an entity cascade did."""
+
+    archived: int
+    """Documents archived by this batch, each with its events."""
+    finished: bool
+    """The ``processed_events`` row was written with this batch: the cascade is done."""
+
+
+@attrs.frozen
 class OutboxStats:
     pending: int
     parked: int
@@ -121,12 +131,23 @@ class MetadataStore(Protocol):
         entity_type: str,
         archived_at: datetime,
         events: EventsFor,
-    ) -> int | None:
-        """Archive every non-archived document of an entity with its
-        ``processed_events`` row, in one transaction.
+        batch_size: int,
+    ) -> CascadeBatch | None:
+        """One batch of an entity's cascade, in one transaction.
 
-        Returns how many were archived, or None when ``event_id`` was
-        already processed (nothing changes then).
+        Archives up to ``batch_size`` non-archived documents of the entity
+        (oldest first), each with ``events(doc)``. When no live document of
+        the entity is left afterwards, the same transaction writes the
+        ``processed_events`` row and the batch is ``finished``. The caller
+        repeats until a batch is finished, so no transaction grows with the
+        entity, and a failure between batches leaves a prefix archived with
+        its events and nothing half-done: a later delivery archives only
+        the rest.
+
+        Returns None when ``event_id`` was already processed (nothing
+        changes then). Calls for one ``event_id`` are serialised, also
+        across processes, so a concurrent delivery never archives a
+        document twice.
         """
 
     def append_events(self, events: Sequence[OutboxEvent]) -> None:

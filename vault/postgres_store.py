@@ -35,8 +35,10 @@ raised by the caller's event builder. Plain reads are single statements.
   line of defence);
 - ``claim_outbox`` locks its rows with ``FOR UPDATE SKIP LOCKED`` and leases
   them in the same statement, so two publishers never get one row;
-- ``archive_entity`` runs once per event: ``processed_events.event_id`` is
-  unique and its ``INSERT … ON CONFLICT DO NOTHING`` decides;
+- ``archive_entity`` batches of one event take a transaction-level advisory
+  lock on the event id (two-key form, class ``CASCADE_LOCK_CLASS``) and
+  check ``processed_events`` after it is held, so two deliveries never
+  archive one document twice and only one writes the row;
 - ``migrate`` runs under an advisory lock, so replicas starting together
   apply the schema one after the other.
 
@@ -57,6 +59,7 @@ connection in time, a closed store and any other driver error all become
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -75,7 +78,7 @@ from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
 from vault.events import Destination, OutboxEvent, OutboxRow
 from vault.ledger import entry_hash_from_reference, next_entry
 from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.ports import EventsFor, MetadataStore, OutboxStats, PageCursor
+from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
 from vault.sql_rows import (
     DOCUMENT_COLUMNS,
     LEDGER_COLUMNS,
@@ -111,6 +114,8 @@ _SCHEMES: Final = {
 # Advisory lock keys (bigint, database-wide): the ASCII of a short name.
 MIGRATE_LOCK_KEY: Final = int.from_bytes(b"vaultMIG", "big")
 LEDGER_LOCK_KEY: Final = int.from_bytes(b"vaultLDG", "big")
+# The two-key form (its own key space): this class, and a hash of the event id.
+CASCADE_LOCK_CLASS: Final = int.from_bytes(b"vEVT", "big")
 
 # How often a duplicate claim is retried when its holder vanished (archived)
 # between the conflict and the look-up.
@@ -622,39 +627,59 @@ class PostgresMetadataStore:
         entity_type: str,
         archived_at: datetime,
         events: EventsFor,
-    ) -> int | None:
+        batch_size: int,
+    ) -> CascadeBatch | None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
         at = _aware(archived_at)
         with _pg_errors("archive_entity"), self._transaction() as cur:
-            # A concurrent delivery of the same event waits here for this
-            # transaction and then finds the row: exactly one archives.
+            # Batches of one event run one at a time, in any process: a
+            # concurrent delivery waits here, then its next statement (a new
+            # snapshot) sees what the holder committed.
             cur.execute(
-                "INSERT INTO processed_events"
-                " (id, created_at, updated_at, event_id, source, action, entity_id, entity_type)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (event_id) DO NOTHING RETURNING id",
-                (uuid.uuid4(), at, at, event_id, source, action, str(entity_id), entity_type),
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                (CASCADE_LOCK_CLASS, _cascade_lock_key(event_id)),
             )
-            if cur.fetchone() is None:
+            cur.execute("SELECT 1 FROM processed_events WHERE event_id = %s", (event_id,))
+            if cur.fetchone() is not None:
                 return None
+            # Rows a manual archive changed meanwhile drop out of the locked
+            # subquery, so a batch may come back short: whether the cascade
+            # is finished is asked afterwards, not inferred from its size.
             cur.execute(
                 "UPDATE documents SET status = 'archived', archived_by = NULL,"
                 " archived_at = %s, updated_at = %s"
-                f" WHERE entity_id = %s AND status <> 'archived' {_DOCUMENT_RETURNING}",
-                (at, at, entity_id),
+                " WHERE id IN (SELECT id FROM documents"
+                "   WHERE entity_id = %s AND status <> 'archived'"
+                "   ORDER BY created_at, id LIMIT %s FOR UPDATE)"
+                f" AND status <> 'archived' {_DOCUMENT_RETURNING}",
+                (at, at, entity_id, batch_size),
             )
             archived = sorted(
                 (document_from_row(row) for row in cur.fetchall()),
                 key=lambda d: (d.created_at, d.id),
             )
-            # Only the claims of the documents archived here: a document of
-            # the entity committed meanwhile keeps its guard.
             cur.execute(
                 "DELETE FROM document_hash_claims WHERE document_id = ANY(%s::uuid[])",
                 ([doc.id for doc in archived],),
             )
-            for doc in archived:
-                _insert_events(cur, events(doc))
-        return len(archived)
+            # One statement for the whole batch's events (one round trip).
+            _insert_events(cur, [event for doc in archived for event in events(doc)])
+            cur.execute(
+                "SELECT 1 FROM documents WHERE entity_id = %s AND status <> 'archived' LIMIT 1",
+                (entity_id,),
+            )
+            finished = cur.fetchone() is None
+            if finished:
+                cur.execute(
+                    "INSERT INTO processed_events"
+                    " (id, created_at, updated_at, event_id, source, action, entity_id,"
+                    " entity_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (event_id) DO NOTHING",
+                    (uuid.uuid4(), at, at, event_id, source, action, str(entity_id),
+                     entity_type),
+                )
+        return CascadeBatch(archived=len(archived), finished=finished)
 
     # -- outbox ----------------------------------------------------------
 
@@ -877,6 +902,11 @@ def _insert_events(cur: psycopg.Cursor[DictRow], events: Iterable[OutboxEvent]) 
     params = [_event_params(event) for event in events]
     if params:
         cur.executemany(_OUTBOX_INSERT, params)
+
+
+def _cascade_lock_key(event_id: str) -> int:
+    """A signed 32-bit key for an event id (a collision only serialises two cascades)."""
+    return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:4], "big", signed=True)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -37,7 +37,7 @@ from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
 from vault.events import Destination, OutboxEvent, OutboxRow
 from vault.ledger import entry_hash_from_reference, next_entry
 from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.ports import EventsFor, MetadataStore, OutboxStats, PageCursor
+from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
 from vault.sql_rows import (
     DOCUMENT_COLUMNS,
     LEDGER_COLUMNS,
@@ -428,48 +428,55 @@ class SQLiteMetadataStore:
         entity_type: str,
         archived_at: datetime,
         events: EventsFor,
-    ) -> int | None:
+        batch_size: int,
+    ) -> CascadeBatch | None:
+        """One batch of the cascade; ``BEGIN IMMEDIATE`` serialises every writer.
+
+        The write lock is held for the whole batch, so ``batch_size`` bounds
+        how long uploads and other writers wait behind a cascade.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        entity = encode_uuid(entity_id)
         with _sqlite_errors("archive_entity"), self._transaction() as conn:
-            at = encode_timestamp(archived_at)
-            first_delivery = conn.execute(
-                "INSERT INTO processed_events"
-                " (id, created_at, updated_at, event_id, source, action, entity_id, entity_type)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (event_id) DO NOTHING",
-                (
-                    encode_uuid(uuid.uuid4()),
-                    at,
-                    at,
-                    event_id,
-                    source,
-                    action,
-                    encode_uuid(entity_id),
-                    entity_type,
-                ),
-            ).rowcount
-            if not first_delivery:
+            seen = conn.execute(
+                "SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            if seen is not None:
                 return None
-            live = [
-                document_from_row(row)
+            at = encode_timestamp(archived_at)
+            batch = [
+                archived_copy(document_from_row(row), None, archived_at)
                 for row in conn.execute(
                     f"{_DOCUMENT_SELECT} WHERE entity_id = ? AND status != 'archived'"
-                    " ORDER BY created_at, id",
-                    (encode_uuid(entity_id),),
+                    " ORDER BY created_at, id LIMIT ?",
+                    (entity, batch_size),
                 )
             ]
-            conn.execute(
+            ids = [(encode_uuid(doc.id),) for doc in batch]
+            conn.executemany(
                 "UPDATE documents SET status = 'archived', archived_by = NULL,"
-                " archived_at = ?, updated_at = ? WHERE entity_id = ? AND status != 'archived'",
-                (at, at, encode_uuid(entity_id)),
+                " archived_at = ?, updated_at = ? WHERE id = ?",
+                [(at, at, doc_id) for (doc_id,) in ids],
             )
-            # Every live document of the entity is archived now, so none of
-            # its claims guards anything any more.
-            conn.execute(
-                "DELETE FROM document_hash_claims WHERE entity_id = ?", (encode_uuid(entity_id),)
-            )
-            for doc in live:
-                _insert_events(conn, events(archived_copy(doc, None, archived_at)))
-        return len(live)
+            # Only the claims of the documents archived here; the entity's
+            # other live documents keep their guard until their batch.
+            conn.executemany("DELETE FROM document_hash_claims WHERE document_id = ?", ids)
+            # One statement for the whole batch's events (one round trip).
+            _insert_events(conn, [event for doc in batch for event in events(doc)])
+            left = conn.execute(
+                "SELECT 1 FROM documents WHERE entity_id = ? AND status != 'archived' LIMIT 1",
+                (entity,),
+            ).fetchone()
+            if left is None:
+                conn.execute(
+                    "INSERT INTO processed_events"
+                    " (id, created_at, updated_at, event_id, source, action, entity_id,"
+                    " entity_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (encode_uuid(uuid.uuid4()), at, at, event_id, source, action, entity,
+                     entity_type),
+                )
+        return CascadeBatch(archived=len(batch), finished=left is None)
 
     # -- outbox ----------------------------------------------------------
 

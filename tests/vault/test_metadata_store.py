@@ -25,7 +25,7 @@ from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
 from vault.events import Destination, OutboxEvent, document_event
 from vault.ledger import GENESIS_HASH, entry_is_consistent
 from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.ports import MetadataStore, PageCursor
+from vault.ports import CascadeBatch, MetadataStore, PageCursor
 from vault.sqlite_store import SQLiteMetadataStore
 
 if TYPE_CHECKING:
@@ -729,16 +729,50 @@ class TestArchiveDocument:
 
 
 def archive_entity(
-    store: MetadataStore, entity_id: UUID, event_id: str, events: Any = no_events
+    store: MetadataStore,
+    entity_id: UUID,
+    event_id: str,
+    events: Any = no_events,
+    *,
+    batch_size: int = 500,
+    entity_type: str = "issuer",
 ) -> int | None:
+    """The whole cascade, batch after batch as the archiver runs it.
+
+    The number archived, or None when the event had been processed before.
+    """
+    count = 0
+    first = True
+    while True:
+        batch = archive_entity_batch(
+            store, entity_id, event_id, events, batch_size=batch_size, entity_type=entity_type
+        )
+        if batch is None:
+            return None if first else count
+        first = False
+        count += batch.archived
+        if batch.finished:
+            return count
+
+
+def archive_entity_batch(
+    store: MetadataStore,
+    entity_id: UUID,
+    event_id: str,
+    events: Any = no_events,
+    *,
+    batch_size: int = 500,
+    entity_type: str = "issuer",
+) -> CascadeBatch | None:
     return store.archive_entity(
         event_id=event_id,
         source="entity_permissions_core",
         action="entity.deleted",
         entity_id=entity_id,
-        entity_type="issuer",
+        entity_type=entity_type,
         archived_at=BASE + timedelta(days=1),
         events=events,
+        batch_size=batch_size,
     )
 
 
@@ -806,6 +840,213 @@ class TestArchiveEntity:
         )
 
         assert store.find_active_duplicate(stored.entity_id, stored.sha256_hash) == again.id
+
+
+def insert_documents(backend: StoreBackend, entity_id: UUID, count: int) -> list[UUID]:
+    """``count`` live documents of the entity, written straight to the table (oldest first).
+
+    Much faster than ``record_upload`` one by one; the cascade needs no ledger.
+    """
+    columns = (
+        "id", "created_at", "updated_at", "entity_type", "entity_id", "document_type",
+        "filename", "mime_type", "size_bytes", "storage_bucket", "storage_key",
+        "sha256_hash", "status", "uploaded_by",
+    )  # fmt: skip
+    ids = [uuid4() for _ in range(count)]
+    row = f"({', '.join('?' for _ in columns)})"
+    for start in range(0, count, 100):
+        chunk = ids[start : start + 100]
+        params: list[object] = []
+        for offset, doc_id in enumerate(chunk, start):
+            at = (BASE + timedelta(microseconds=offset)).isoformat(timespec="microseconds")
+            params += [
+                str(doc_id), at, at, "issuer", str(entity_id), "kyc", "bulk.pdf",
+                "application/pdf", 10, "local", f"documents/{doc_id}",
+                hashlib.sha256(doc_id.bytes).hexdigest(), "uploaded", str(uuid4()),
+            ]  # fmt: skip
+        backend.execute(
+            f"INSERT INTO documents ({', '.join(columns)}) VALUES {', '.join([row] * len(chunk))}",
+            params,
+        )
+    return ids
+
+
+def every_document(
+    store: MetadataStore, entity_id: UUID, *, include_archived: bool = False
+) -> list[Document]:
+    """Every page of the entity's listing."""
+    found: list[Document] = []
+    after: PageCursor | None = None
+    while page := store.list_documents(
+        entity_id, entity_type=None, include_archived=include_archived, limit=1000, after=after
+    ):
+        found += page
+        after = PageCursor(page[-1].created_at, page[-1].id)
+    return found
+
+
+def live_count(store: MetadataStore, entity_id: UUID) -> int:
+    return len(every_document(store, entity_id))
+
+
+def is_processed(backend: StoreBackend, event_id: str) -> bool:
+    """Whether ``processed_events`` holds the event: a probe row with its id is refused then."""
+    try:
+        backend.execute(
+            "INSERT INTO processed_events (id, created_at, updated_at, event_id, source, action)"
+            " VALUES (?, ?, ?, ?, 'probe', 'probe')",
+            (str(uuid4()), BASE.isoformat(), BASE.isoformat(), event_id),
+        )
+    except backend.driver_error:
+        return True
+    backend.execute(
+        "DELETE FROM processed_events WHERE event_id = ? AND source = 'probe'", (event_id,)
+    )
+    return False
+
+
+class FailingAfter(EventRecorder):
+    """Records events like ``EventRecorder`` and fails on the document after the first ``n``."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def __call__(self, doc: Document) -> list[OutboxEvent]:
+        if len(self.documents) == self.n:
+            raise RuntimeError("event builder failed mid-cascade")
+        return super().__call__(doc)
+
+
+class TestArchiveEntityInBatches:
+    """Large cascades: one transaction per batch, exactly once across failures and retries."""
+
+    def test_each_batch_commits_on_its_own(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """2,500 documents in batches of 500: each batch is visible to another store on return."""
+        entity_id = uuid4()
+        insert_documents(store_backend, entity_id, 2500)
+        observer = store_backend.open_store()
+
+        seen = []
+        while True:
+            batch = archive_entity_batch(store, entity_id, "evt-big", batch_size=500)
+            assert batch is not None
+            seen.append((batch.archived, batch.finished, live_count(observer, entity_id)))
+            if batch.finished:
+                break
+
+        assert seen == [
+            (500, False, 2000), (500, False, 1500), (500, False, 1000), (500, False, 500),
+            (500, True, 0),
+        ]  # fmt: skip
+
+    def test_processed_row_is_written_with_the_last_batch(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """The event counts as processed only once the batch that leaves nothing live commits."""
+        entity_id = uuid4()
+        insert_documents(store_backend, entity_id, 2500)
+
+        processed = []
+        for _ in range(5):
+            archive_entity_batch(store, entity_id, "evt-big", batch_size=500)
+            processed.append(is_processed(store_backend, "evt-big"))
+
+        assert processed == [False, False, False, False, True]
+        assert archive_entity_batch(store, entity_id, "evt-big", batch_size=500) is None
+
+    def test_failure_after_the_second_batch_keeps_exactly_two_batches(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """A failure in the third batch leaves 1,000 archived with their events, and no row."""
+        entity_id = uuid4()
+        ids = insert_documents(store_backend, entity_id, 2500)
+        failing = FailingAfter(1000)
+
+        with pytest.raises(RuntimeError, match="mid-cascade"):
+            archive_entity(store, entity_id, "evt-big", failing, batch_size=500)
+
+        assert live_count(store, entity_id) == 1500
+        archived = {
+            d.id for d in every_document(store, entity_id, include_archived=True) if d.is_archived
+        }
+        assert archived == set(ids[:1000])
+        assert {d.id for d in failing.documents} == set(ids[:1000])
+        assert pending(store) == 1000
+        assert not is_processed(store_backend, "evt-big")
+
+    def test_retry_after_a_failure_finishes_without_duplicate_events(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """A redelivery archives only the rest, announcing each document once in all."""
+        entity_id = uuid4()
+        ids = insert_documents(store_backend, entity_id, 2500)
+        with pytest.raises(RuntimeError):
+            archive_entity(store, entity_id, "evt-big", FailingAfter(1000), batch_size=500)
+        retry = EventRecorder()
+
+        count = archive_entity(store, entity_id, "evt-big", retry, batch_size=500)
+
+        assert count == 1500
+        assert [d.id for d in retry.documents] == ids[1000:]
+        assert live_count(store, entity_id) == 0
+        rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], 5000, BASE, 30)
+        announced = [row.event.group_id for row in rows]
+        assert sorted(announced) == sorted(str(i) for i in ids)
+        assert is_processed(store_backend, "evt-big")
+        assert archive_entity(store, entity_id, "evt-big", EventRecorder()) is None
+
+    def test_a_last_full_batch_finishes_the_cascade(self, store: MetadataStore) -> None:
+        """When the live documents divide evenly into batches, no empty batch is needed."""
+        entity_id = uuid4()
+        for _ in range(4):
+            upload(store, make_document(entity_id=entity_id))
+
+        first = archive_entity_batch(store, entity_id, "evt-even", batch_size=2)
+        second = archive_entity_batch(store, entity_id, "evt-even", batch_size=2)
+
+        assert (first, second) == (CascadeBatch(2, False), CascadeBatch(2, True))
+
+    def test_entity_type_the_vault_does_not_hold_is_recorded(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """An event for a ``fund`` archives nothing and is remembered as processed."""
+        bystander = upload(store, make_document())
+
+        assert archive_entity(store, uuid4(), "evt-fund", entity_type="fund") == 0
+        assert is_processed(store_backend, "evt-fund")
+        assert store.get_document(bystander.id) == bystander
+
+    def test_racing_deliveries_archive_each_document_once(
+        self, store_backend: StoreBackend
+    ) -> None:
+        """Four deliveries of one event on two stores share the batches; nothing is done twice."""
+        entity_id = uuid4()
+        stores = [store_backend.open_store(), store_backend.open_store()]
+        ids = insert_documents(store_backend, entity_id, 400)
+        recorders = [EventRecorder() for _ in range(4)]
+        barrier = threading.Barrier(4, timeout=30)
+
+        def deliver(i: int) -> int | None:
+            barrier.wait()
+            return archive_entity(stores[i % 2], entity_id, "evt-race", recorders[i],
+                                  batch_size=50)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            counts = list(pool.map(deliver, range(4)))
+
+        announced = [d.id for r in recorders for d in r.documents]
+        assert sorted(announced) == sorted(ids)
+        assert sum(c or 0 for c in counts) == 400
+        assert pending(stores[0]) == 400
+        assert is_processed(store_backend, "evt-race")
+
+    def test_batch_size_must_be_positive(self, store: MetadataStore) -> None:
+        """A batch of zero documents is refused rather than looping for ever."""
+        with pytest.raises(ValueError, match="batch_size"):
+            archive_entity_batch(store, uuid4(), "evt-zero", batch_size=0)
 
 
 class TestOutbox:
