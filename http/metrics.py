@@ -1,7 +1,9 @@
-"""Prometheus metrics: request latency by route and status, and each actor's counters.
+"""Prometheus metrics: request latency by route and status, each actor's counters,
+and the outbox per destination.
 
-Actor figures are read from their health records at scrape time, so the
-actors themselves never touch the metrics library.
+Actor and outbox figures are read from the actors' health records at scrape
+time (the publishers keep theirs in ``extra["backlog"]``), so the actors
+themselves never touch the metrics library.
 """
 
 from __future__ import annotations
@@ -49,6 +51,45 @@ class _ActorCollector(Collector):
         yield from (depth, capacity, in_flight, up, processed, failed, restarts)
 
 
+class _OutboxCollector(Collector):
+    """Per destination, from the publishers' ``backlog`` (as of each one's last pass)."""
+
+    def __init__(self, health: Callable[[], list[ActorHealth]]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["destination"]
+        pending = GaugeMetricFamily(
+            "vault_outbox_pending", "Outbox rows waiting to be delivered", labels=labels
+        )
+        parked = GaugeMetricFamily(
+            "vault_outbox_parked", "Outbox rows set aside: refused for good", labels=labels
+        )
+        oldest = GaugeMetricFamily(
+            "vault_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered row (0 when none)",
+            labels=labels,
+        )
+        delivered = CounterMetricFamily(
+            "vault_outbox_delivered", "Rows delivered since the process started", labels=labels
+        )
+        failed = CounterMetricFamily(
+            "vault_outbox_failed", "Failed delivery attempts since the process started",
+            labels=labels,
+        )
+        for h in self.health():
+            backlog = h.extra.get("backlog")
+            if not isinstance(backlog, dict):
+                continue
+            for destination, figures in backlog.items():
+                pending.add_metric([destination], figures["pending"])
+                parked.add_metric([destination], figures["parked"])
+                oldest.add_metric([destination], figures["oldest_pending_age_seconds"])
+                delivered.add_metric([destination], figures["delivered"])
+                failed.add_metric([destination], figures["failed"])
+        yield from (pending, parked, oldest, delivered, failed)
+
+
 class _PeakMemoryCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -64,6 +105,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.registry.register(_ActorCollector(health))
+        self.registry.register(_OutboxCollector(health))
         self.registry.register(_PeakMemoryCollector())
         self.request_seconds = Histogram(
             "vault_http_request_duration_seconds",

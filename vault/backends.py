@@ -4,6 +4,7 @@ except where a constructor must, such as opening the SQLite file)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from vault.aws_sinks import SnsSink, SqsSink
 from vault.blobs_local import LocalBlobStore
@@ -49,20 +50,31 @@ def open_blob_store(settings: Settings, signer: UrlSigner) -> BlobStore:
     return LocalBlobStore(root, master, signer, settings.effective_public_base_url)
 
 
+SINK_READ_TIMEOUT = 10.0
+SINK_ATTEMPTS = 2
+"""A send must end well inside the publisher's send window (half its 60 s
+lease), or another replica could claim and send the same rows meanwhile."""
+
+
+def _sink_client(settings: Settings, service: str) -> Any:
+    return aws_client(settings, service, read_timeout=SINK_READ_TIMEOUT, attempts=SINK_ATTEMPTS)
+
+
 def event_sinks(settings: Settings) -> dict[Destination, EventSink]:
     """A queue or topic sink where one is configured, else the log."""
     sinks: dict[Destination, EventSink] = {}
     if settings.document_events_queue_url:
         sinks[Destination.DOCUMENT_EVENTS] = SqsSink(
-            "sqs:document_events", aws_client(settings, "sqs"), settings.document_events_queue_url
+            "sqs:document_events", _sink_client(settings, "sqs"),
+            settings.document_events_queue_url,
         )
     if settings.audit_sns_topic_arn:
         sinks[Destination.AUDIT_EVENTS] = SnsSink(
-            "sns:audit_events", aws_client(settings, "sns"), settings.audit_sns_topic_arn
+            "sns:audit_events", _sink_client(settings, "sns"), settings.audit_sns_topic_arn
         )
     if settings.compliance_alert_queue_url:
         sinks[Destination.INTEGRITY_ALERTS] = SqsSink(
-            "sqs:integrity_alerts", aws_client(settings, "sqs"),
+            "sqs:integrity_alerts", _sink_client(settings, "sqs"),
             settings.compliance_alert_queue_url,
         )
     for destination in Destination:

@@ -21,7 +21,9 @@ from vault.config import Settings
 from vault.errors import DependencyUnavailable
 
 
-def aws_client(settings: Settings, service: str, *, read_timeout: float = 30.0) -> Any:
+def aws_client(
+    settings: Settings, service: str, *, read_timeout: float = 30.0, attempts: int = 3
+) -> Any:
     """A boto3 client honouring the region, the keys and the endpoint overrides."""
     endpoint = settings.aws_endpoint_url
     if service == "s3" and settings.aws_s3_endpoint_url:
@@ -34,7 +36,7 @@ def aws_client(settings: Settings, service: str, *, read_timeout: float = 30.0) 
     config = Config(
         connect_timeout=5,
         read_timeout=read_timeout,
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries={"max_attempts": attempts, "mode": "standard"},
         # Presigned download URLs must be SigV4 (botocore signs V2 in us-east-1).
         signature_version="s3v4" if service == "s3" else None,
     )

@@ -105,12 +105,12 @@ async def until_rows(vault: Vault, events: Sequence[OutboxEvent], check: Any) ->
 
 
 async def until_backlog(vault: Vault, expected: dict[str, int]) -> None:
-    """Wait until the audit publisher's health shows this document-events backlog."""
+    """Wait until the audit publisher's health shows these document-events figures."""
     health = vault.audit_publisher.mailbox.health
 
     async def shows() -> bool:
-        backlog = health.extra.get("backlog", {})
-        return bool(backlog.get("document_events") == expected)
+        figures = health.extra.get("backlog", {}).get("document_events", {})
+        return {name: figures.get(name) for name in expected} == expected
 
     await progress(vault).until(shows)
 

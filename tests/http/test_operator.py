@@ -11,13 +11,21 @@ from quart.typing import TestClientProtocol as Client
 
 from actors.runtime import ActorState
 from actors.system import Vault
-from tests.http.helpers import list_path, problem, quiesce, uploaded
+from tests.http.helpers import list_path, problem, quiesce, uploaded, wait_until
 from tests.support import actor_headers
 from vault.errors import BlobStoreUnavailable
 
 ACTOR_NAMES = {
     "upload", "verifier", "archiver", "audit_publisher", "alerter", "entity_deletion_poller",
 }
+DESTINATIONS = ("document_events", "audit_events", "integrity_alerts")
+OUTBOX_METRICS = (
+    "vault_outbox_pending",
+    "vault_outbox_parked",
+    "vault_outbox_oldest_pending_age_seconds",
+    "vault_outbox_delivered_total",
+    "vault_outbox_failed_total",
+)
 SNAPSHOT_KEYS = {
     "name", "state", "mailbox", "in_flight", "processed", "failed", "restarts",
     "last_error", "last_activity_at", "started_at",
@@ -167,6 +175,38 @@ class TestMetrics:
         assert by_actor[("vault_actor_processed_total", "upload")] == 1
         assert by_actor[("vault_actor_restarts_total", "upload")] == 0
         assert by_actor[("vault_actor_mailbox_depth", "verifier")] == 0
+
+    async def test_outbox_figures_per_destination(self, client: Client, vault: Vault) -> None:
+        """Every destination has its outbox gauges and counters; an upload's two events
+        count as delivered and leave nothing pending."""
+        await uploaded(client)
+        publisher = vault.audit_publisher.mailbox.health
+
+        def both_delivered() -> bool:
+            backlog = publisher.extra.get("backlog", {})
+            return all(
+                backlog.get(name, {}).get("delivered") == 1
+                for name in ("document_events", "audit_events")
+            )
+
+        await wait_until(both_delivered)
+        response = await client.get("/metrics")
+        samples = _samples(await response.get_data(as_text=True))
+        by_destination = {
+            (name, labels["destination"]): value
+            for name, labels, value in samples
+            if "destination" in labels
+        }
+        assert by_destination.keys() == {
+            (name, destination) for name in OUTBOX_METRICS for destination in DESTINATIONS
+        }
+        for destination in ("document_events", "audit_events"):
+            assert by_destination[("vault_outbox_delivered_total", destination)] == 1
+            assert by_destination[("vault_outbox_failed_total", destination)] == 0
+            assert by_destination[("vault_outbox_pending", destination)] == 0
+            assert by_destination[("vault_outbox_parked", destination)] == 0
+            assert by_destination[("vault_outbox_oldest_pending_age_seconds", destination)] == 0
+        assert by_destination[("vault_outbox_delivered_total", "integrity_alerts")] == 0
 
     async def test_request_latency_by_route_and_status(self, client: Client) -> None:
         """Each answered request is counted under its route template and status."""

@@ -68,7 +68,10 @@ class TcpProxy:
     def stop(self) -> None:
         """Close the listener and every forwarded connection; returns once all are closed."""
         assert self._thread is not None and self._wake is not None, "not running"
-        self._wake.send(b"x")
+        try:
+            self._wake.send(b"x")
+        except OSError:
+            pass  # the proxy thread is gone already; its end of the pair is closed
         self._thread.join(10)
         assert not self._thread.is_alive(), "proxy thread did not stop"
         self._wake.close()
@@ -117,7 +120,9 @@ class TcpProxy:
         selector: selectors.BaseSelector,
         peers: dict[socket.socket, socket.socket],
     ) -> None:
-        other = peers[sock]
+        other = peers.get(sock)
+        if other is None:
+            return  # closed earlier in this same round of events, with its peer
         try:
             data = sock.recv(65536)
             if data:
