@@ -12,6 +12,7 @@ from vault.config import Settings
 from vault.epr import CachedPermissions, DecisionCache, DecisionKey, EprClient
 from vault.errors import DependencyUnavailable, Forbidden
 from vault.models import Action, Actor
+from vault.permissions import log_decision
 
 log = structlog.get_logger("vault.permissions")
 
@@ -135,13 +136,4 @@ class ServiceAuthorizer:
     def _log(
         self, actor: Actor, action: Action, entity_id: UUID, *, allowed: bool, cached: bool
     ) -> None:
-        log.info(
-            "access_decided",
-            actor_id=None if actor.id is None else str(actor.id),
-            role=None if actor.role is None else actor.role.value,
-            action=action.value,
-            entity_id=str(entity_id),
-            allowed=allowed,
-            source=self.source,
-            cached=cached,
-        )
+        log_decision(actor, action, entity_id, allowed=allowed, source=self.source, cached=cached)

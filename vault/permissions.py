@@ -224,6 +224,22 @@ def load_verification_key(
     )
 
 
+def log_decision(
+    actor: Actor, action: Action, entity_id: UUID, *, allowed: bool, source: str, **extra: object
+) -> None:
+    """One ``access_decided`` line per decision: who, what, on which entity, and who said so."""
+    log.info(
+        "access_decided",
+        actor_id=None if actor.id is None else str(actor.id),
+        role=None if actor.role is None else actor.role.value,
+        action=action.value,
+        entity_id=str(entity_id),
+        allowed=allowed,
+        source=source,
+        **extra,
+    )
+
+
 class MatrixAuthorizer:
     """``EPR_MOCK_MODE=true``: the role decides, by the contract's matrix."""
 
@@ -231,15 +247,7 @@ class MatrixAuthorizer:
 
     async def authorize(self, actor: Actor, action: Action, entity_id: UUID) -> None:
         allowed = actor.role is not None and action in ROLE_MATRIX[actor.role]
-        log.info(
-            "access_decided",
-            actor_id=None if actor.id is None else str(actor.id),
-            role=None if actor.role is None else actor.role.value,
-            action=action.value,
-            entity_id=str(entity_id),
-            allowed=allowed,
-            source=self.source,
-        )
+        log_decision(actor, action, entity_id, allowed=allowed, source=self.source)
         if not allowed:
             role = actor.role.value if actor.role else "none"
             raise Forbidden(f"Role {role} may not perform {action.value}")
