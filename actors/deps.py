@@ -39,4 +39,8 @@ class Backends:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.blob_limiter)
 
     async def in_sink(self, fn: Callable[..., T], *args: object) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self.sink_limiter)
+        """Abandoned on cancellation: a send cut off at shutdown leaves its rows
+        leased, and they are sent again later (consumers dedupe on event_id)."""
+        return await trio.to_thread.run_sync(
+            fn, *args, limiter=self.sink_limiter, abandon_on_cancel=True
+        )

@@ -51,8 +51,8 @@ from actors.deps import Backends
 from actors.runtime import Mailbox
 from vault.errors import DependencyUnavailable
 from vault.events import Destination, OutboxRow
-from vault.models import iso_response, utcnow
-from vault.ports import Delivery, EventSink, OutboxStats
+from vault.models import utcnow
+from vault.ports import Delivery, OutboxStats
 
 log = structlog.get_logger("vault.publisher")
 
@@ -211,7 +211,7 @@ class PublisherActor:
                 break
             chunk = batch[start:start + chunk_size]
             try:
-                deliveries = await self._hand_over(sink, chunk)
+                deliveries = await self.backends.in_sink(sink.send, chunk)
             except DependencyUnavailable as exc:
                 # Unreachable: nothing later in this batch would go either.
                 # The rows stay due; the destination's backoff paces retries.
@@ -232,12 +232,6 @@ class PublisherActor:
                 outcome.error = outcome.error or retryable[0].error
         return outcome
 
-    async def _hand_over(self, sink: EventSink, rows: list[OutboxRow]) -> list[Delivery]:
-        # Abandoned on cancellation: the rows stay leased and are sent again later.
-        return await trio.to_thread.run_sync(
-            sink.send, rows, limiter=self.backends.sink_limiter, abandon_on_cancel=True
-        )
-
     def _count(self, destination: Destination, outcome: _Outcome) -> None:
         health = self.mailbox.health
         health.processed += outcome.delivered
@@ -253,11 +247,7 @@ class PublisherActor:
         self._resume_at[destination] = trio.current_time() + delay
         if outcome.error is not None:
             sink = self.backends.sinks[destination]
-            health.last_error = {
-                "type": "DeliveryFailed",
-                "message": f"{sink.name}: {outcome.error}"[:500],
-                "at": iso_response(utcnow()) or "",
-            }
+            health.record_failure("DeliveryFailed", f"{sink.name}: {outcome.error}")
             log.warning("delivery_failed", sink=sink.name, failed=outcome.failed,
                         retry_in_seconds=round(delay, 3), error=outcome.error)
 

@@ -87,9 +87,13 @@ class ActorHealth:
 
     def record_error(self, exc: BaseException) -> None:
         leaf = _first_leaf(exc)
+        self.record_failure(type(leaf).__name__, str(leaf))
+
+    def record_failure(self, kind: str, message: str) -> None:
+        """Set ``last_error`` for a failure that is not (or not only) an exception."""
         self.last_error = {
-            "type": type(leaf).__name__,
-            "message": str(leaf)[:500],
+            "type": kind,
+            "message": message[:500],
             "at": iso_response(utcnow()) or "",
         }
 
