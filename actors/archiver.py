@@ -28,9 +28,9 @@ from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
 from actors.runtime import Mailbox, answer, serve_mailbox
-from vault.errors import VaultError
-from vault.events import archive_events
-from vault.models import Actor, Document, utcnow
+from vault.domain.errors import VaultError
+from vault.domain.events import archive_events
+from vault.domain.models import Actor, Document, utcnow
 from vault.ports import CascadeBatch
 
 log = structlog.get_logger("vault.archiver")

@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from vault.config import Settings
-from vault.events import Destination
+from vault.domain.events import Destination
 from vault.ports import BlobStore, EventSink, MetadataStore
 
 P = ParamSpec("P")

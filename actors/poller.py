@@ -39,13 +39,13 @@ import trio
 
 from actors.archiver import ArchiveDocument, ArchiveEntity, EntityArchived
 from actors.runtime import Mailbox, ask
+from vault.adapters.aws.clients import aws_client
+from vault.adapters.aws.queue import QueueMessage, SqsQueue
 from vault.config import Settings
-from vault.errors import DependencyUnavailable, VaultError
-from vault.sqs import QueueMessage, SqsQueue, Unprocessable, aws_client, parse_entity_event
+from vault.domain.entity_events import ENTITY_DELETED, Unprocessable, parse_entity_event
+from vault.domain.errors import DependencyUnavailable, VaultError
 
 log = structlog.get_logger("vault.poller")
-
-ENTITY_DELETED: Final = "entity.deleted"
 
 RECEIVE_BACKOFF_INITIAL: Final = 1.0
 RECEIVE_BACKOFF_MAX: Final = 30.0

@@ -49,9 +49,9 @@ import trio
 
 from actors.deps import Backends
 from actors.runtime import Mailbox
-from vault.errors import DependencyUnavailable
-from vault.events import Destination, OutboxRow
-from vault.models import utcnow
+from vault.domain.errors import DependencyUnavailable
+from vault.domain.events import Destination, OutboxRow
+from vault.domain.models import utcnow
 from vault.ports import Delivery, OutboxStats
 
 log = structlog.get_logger("vault.publisher")

@@ -32,8 +32,8 @@ import attrs
 import structlog
 import trio
 
-from vault.errors import Busy, VaultError
-from vault.models import iso_response, utcnow
+from vault.domain.errors import Busy, VaultError
+from vault.domain.models import iso_response, utcnow
 
 log = structlog.get_logger("vault.actors")
 

@@ -19,6 +19,7 @@ import attrs
 import structlog
 import trio
 
+from actors.access import Authorizer, MatrixAuthorizer, ServiceAuthorizer
 from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
 from actors.poller import EntityDeletionPoller, PollRequest
@@ -26,7 +27,8 @@ from actors.publisher import Nudge, PublisherActor, PublishPolicy
 from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, supervise
 from actors.upload import StoreDocument, UploadActor
 from actors.verifier import VerifierActor, VerifyDocument
-from vault.events import Destination
+from vault.config import Settings
+from vault.domain.events import Destination
 
 log = structlog.get_logger("vault.system")
 
@@ -43,6 +45,8 @@ class Sizing:
     archiver_concurrency: int = 4
     publisher_mailbox: int = 1
     poller_mailbox: int = 1
+    permission_lookups: int = 10
+    """Calls to the permissions service in flight at once (threads and connections)."""
     restart: RestartPolicy = attrs.field(factory=RestartPolicy)
     publish: PublishPolicy = attrs.field(factory=PublishPolicy)
 
@@ -102,6 +106,13 @@ class Vault:
             log.warning("shutdown_grace_exceeded", grace_seconds=grace)
         if self._cancel is not None:
             self._cancel.cancel()
+
+
+def authorizer_for(settings: Settings, sizing: Sizing) -> Authorizer:
+    """The role matrix under ``EPR_MOCK_MODE=true``, else the permission service."""
+    if settings.epr_mock_mode:
+        return MatrixAuthorizer()
+    return ServiceAuthorizer.from_settings(settings, lookups=sizing.permission_lookups)
 
 
 async def run_vault(

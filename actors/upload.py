@@ -25,11 +25,11 @@ from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
 from actors.runtime import Mailbox, answer, serve_mailbox
-from vault.errors import DuplicateDocument, VaultError
-from vault.events import upload_events
-from vault.models import Actor, Document, DocumentStatus, DocumentType, EntityType, utcnow
+from vault.domain.errors import DuplicateDocument, VaultError
+from vault.domain.events import upload_events
+from vault.domain.models import Actor, Document, DocumentStatus, DocumentType, EntityType, utcnow
+from vault.domain.validation import Ingest, IngestResult
 from vault.ports import BlobWriter
-from vault.validation import Ingest, IngestResult
 
 log = structlog.get_logger("vault.upload")
 

@@ -24,10 +24,10 @@ from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
 from actors.runtime import Mailbox, answer, serve_mailbox
-from vault.errors import BlobUnreadable, VaultError
-from vault.events import verification_events
-from vault.ledger import entry_is_consistent
-from vault.models import Actor, Document, DocumentStatus, utcnow
+from vault.domain.errors import BlobUnreadable, VaultError
+from vault.domain.events import verification_events
+from vault.domain.ledger import entry_is_consistent
+from vault.domain.models import Actor, Document, DocumentStatus, utcnow
 from vault.ports import BlobStore, MetadataStore
 
 log = structlog.get_logger("vault.verifier")

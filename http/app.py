@@ -13,13 +13,14 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from actors.access import Authorizer
 from actors.system import Vault
-from vault.errors import VaultError
-from vault.permissions import Authorizer, IdentityProvider
-from vault.signing import UrlSigner
+from vault.adapters.blobs.signing import UrlSigner
+from vault.domain.errors import VaultError
 
 from .body import BoundedHTTPConnection, BoundedRequest
 from .documents import api
+from .identity import IdentityProvider
 from .metrics import Metrics
 from .operator import operator
 from .problems import from_http_exception, from_vault_error, internal_error

@@ -27,9 +27,9 @@ from actors.runtime import ActorCrashed, ask
 from actors.upload import StoreDocument, UploadAbandoned, UploadForm
 from actors.verifier import VerifyDocument
 from vault.config import MAX_URL_EXPIRY_SECONDS
-from vault.errors import FileTooLarge, InvalidExpiry, InvalidRequest, VaultError
-from vault.events import download_issued_event
-from vault.models import (
+from vault.domain.errors import FileTooLarge, InvalidExpiry, InvalidRequest, VaultError
+from vault.domain.events import download_issued_event
+from vault.domain.models import (
     Action,
     Actor,
     Document,
@@ -39,8 +39,8 @@ from vault.models import (
     iso_response,
     utcnow,
 )
+from vault.domain.validation import clean_filename, normalize_mime, parse_metadata
 from vault.ports import PageCursor
-from vault.validation import clean_filename, normalize_mime, parse_metadata
 
 from .multipart import PartData, PartEnd, PartStart, boundary_of, parse_multipart
 from .state import authorize, correlation_id, identify, parse_uuid, state

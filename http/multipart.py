@@ -14,7 +14,7 @@ import attrs
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from vault.errors import InvalidRequest
+from vault.domain.errors import InvalidRequest
 
 
 @attrs.frozen

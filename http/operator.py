@@ -15,9 +15,9 @@ import trio
 import yaml
 from quart import Blueprint, Response
 
-from vault.errors import BlobUnreadable, Forbidden, VaultError
-from vault.signing import InvalidToken
-from vault.validation import content_disposition
+from vault.adapters.blobs.signing import InvalidToken
+from vault.domain.errors import BlobUnreadable, Forbidden, VaultError
+from vault.domain.validation import content_disposition
 
 from .metrics import CONTENT_TYPE
 from .problems import problem

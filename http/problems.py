@@ -8,7 +8,7 @@ import orjson
 from quart import Response
 from werkzeug.exceptions import HTTPException
 
-from vault.errors import VaultError
+from vault.domain.errors import VaultError
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -13,58 +13,33 @@ the process exits 0. The signal never cancels the nursery directly.
 from __future__ import annotations
 
 import signal
-from typing import Any
 
 import structlog
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from actors.access import ServiceAuthorizer
 from actors.deps import Backends
-from actors.system import Sizing, run_vault
-from vault.backends import event_sinks, open_blob_store, open_metadata_store, url_signer
-from vault.blobs_local import LocalBlobStore
+from actors.system import Sizing, authorizer_for, run_vault
+from vault.adapters.blobs.signing import UrlSigner
 from vault.config import Settings
-from vault.errors import DependencyUnavailable
-from vault.permissions import (
-    HeaderIdentity,
-    IdentityProvider,
-    JwtIdentity,
-    MatrixAuthorizer,
-)
+from vault.domain.errors import DependencyUnavailable
+from vault.wiring import open_adapters
 
 from .app import create_app
-from .authorization import ServiceAuthorizer
+from .identity import identity_for
 
 log = structlog.get_logger("vault.serve")
 
 
-def build_backends(settings: Settings) -> tuple[Backends, Any]:
-    signer = url_signer(settings)
-    store = open_metadata_store(settings)
-    store.migrate()
-    blobs = open_blob_store(settings, signer)
-    if isinstance(blobs, LocalBlobStore):
-        blobs.clean_stale_tmp()
-    backends = Backends(settings=settings, store=store, blobs=blobs, sinks=event_sinks(settings))
-    return backends, signer if isinstance(blobs, LocalBlobStore) else None
-
-
-def identity_for(settings: Settings) -> IdentityProvider:
-    """Bearer tokens when ``JWT_PUBLIC_KEY`` is set (headers ignored), else the headers.
-
-    A key that cannot verify anything raises ``ConfigError`` naming ``JWT_PUBLIC_KEY``.
-    """
-    if settings.jwt_public_key is not None:
-        return JwtIdentity(settings.jwt_public_key, settings.jwt_issuer, settings.jwt_audience)
-    return HeaderIdentity(settings.epr_mock_roles)
-
-
-def authorizer_for(settings: Settings) -> MatrixAuthorizer | ServiceAuthorizer:
-    """The role matrix under ``EPR_MOCK_MODE=true``, else the permission service."""
-    if settings.epr_mock_mode:
-        return MatrixAuthorizer()
-    return ServiceAuthorizer.from_settings(settings)
+def build_backends(settings: Settings) -> tuple[Backends, UrlSigner | None]:
+    """The adapters the configuration asks for, ready for the actors. Blocks."""
+    adapters = open_adapters(settings)
+    backends = Backends(
+        settings=settings, store=adapters.store, blobs=adapters.blobs, sinks=adapters.sinks
+    )
+    return backends, adapters.signer
 
 
 class ListenFailed(DependencyUnavailable):
@@ -110,14 +85,15 @@ async def serve(
 ) -> None:
     """Run until ``shutdown_trigger`` is set, or SIGTERM/SIGINT arrives."""
     stop = shutdown_trigger if shutdown_trigger is not None else trio.Event()
+    sizing = Sizing()
     identity = identity_for(settings)
     check_listen(settings)
     backends, signer = await trio.to_thread.run_sync(build_backends, settings)
-    authorizer = authorizer_for(settings)
+    authorizer = authorizer_for(settings, sizing)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, stop)
-            vault = await nursery.start(run_vault, backends, Sizing())
+            vault = await nursery.start(run_vault, backends, sizing)
             app = create_app(
                 vault,
                 identity=identity,

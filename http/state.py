@@ -9,13 +9,15 @@ import attrs
 import trio
 from quart import current_app, g, request
 
+from actors.access import Authorizer
 from actors.system import Vault
+from vault.adapters.blobs.signing import UrlSigner
 from vault.config import Settings
-from vault.errors import InvalidRequest
-from vault.models import Action, Actor, Document
-from vault.permissions import Authorizer, IdentityProvider, check_actor_field
-from vault.signing import UrlSigner
+from vault.domain.errors import InvalidRequest
+from vault.domain.models import Action, Actor, Document
+from vault.domain.permissions import check_actor_field
 
+from .identity import IdentityProvider
 from .metrics import Metrics
 
 ASK_DEADLINE_SECONDS = 10.0

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.config import Settings
-from vault.models import Role
+from vault.domain.models import Role
 
 PDF = b"%PDF-1.7\n" + b"test document body\n"
 

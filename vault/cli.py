@@ -2,6 +2,10 @@
 
 A bad configuration value ends any command with one line naming the
 variable and exit code 2; no traceback.
+
+``serve`` runs the HTTP layer, which sits above this module in the
+dependency order: it is found through the ``document_vault.server`` entry
+point that the package installs, not imported by name.
 """
 
 from __future__ import annotations
@@ -9,10 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from vault.config import Settings
-from vault.errors import ConfigError, DependencyUnavailable
+from vault.domain.errors import ConfigError, DependencyUnavailable
+
+SERVER_ENTRY_POINTS = "document_vault.server"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         if args.command == "migrate":
-            from vault.backends import open_metadata_store
+            from vault.wiring import open_metadata_store
 
             store = open_metadata_store(settings)
             try:
@@ -50,8 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("schema is up to date")
             return 0
 
-        from vault_http.serve import run
-
+        run = _server()
+        if run is None:
+            print(
+                "vault: the HTTP layer is not installed; reinstall the package"
+                " (pip install -e . , or make serve)",
+                file=sys.stderr,
+            )
+            return 2
         return run(settings)
     except ConfigError as exc:
         print(f"vault: configuration error: {exc}", file=sys.stderr)
@@ -59,3 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DependencyUnavailable as exc:
         print(f"vault: {exc.detail}", file=sys.stderr)
         return 1
+
+
+def _server() -> Callable[[Settings], int] | None:
+    """``vault_http.serve.run`` as the installed package names it; None when it is not there."""
+    found = entry_points(group=SERVER_ENTRY_POINTS, name="serve")
+    if not found:
+        return None
+    (entry,) = found
+    run: Callable[[Settings], int] = entry.load()
+    return run

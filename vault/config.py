@@ -17,9 +17,9 @@ from uuid import UUID
 
 import attrs
 
-from vault.errors import ConfigError
-from vault.models import Role
-from vault.permissions import load_verification_key
+from vault.domain.errors import ConfigError
+from vault.domain.models import Role
+from vault.domain.tokens import load_verification_key
 
 T = TypeVar("T")
 

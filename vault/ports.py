@@ -4,7 +4,7 @@ Every adapter is synchronous and blocking; actors call it through
 ``trio.to_thread.run_sync`` with a ``CapacityLimiter``. Each Protocol has a
 real implementation per backend and one shared contract test suite.
 
-Errors: adapters raise only ``vault.errors`` types. A driver's own
+Errors: adapters raise only ``vault.domain.errors`` types. A driver's own
 exception never crosses these methods.
 """
 
@@ -17,8 +17,8 @@ from uuid import UUID
 
 import attrs
 
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.models import Document, DocumentStatus, EntityType, LedgerEntry
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
 
 EventsFor = Callable[[Document], Sequence[OutboxEvent]]
 """Builds the events of a change from the document as it is after the change."""

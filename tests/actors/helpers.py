@@ -24,9 +24,9 @@ from actors.runtime import Mailbox, ask
 from actors.system import Vault
 from actors.upload import StoreDocument, UploadForm
 from actors.verifier import VerifyDocument
-from vault.errors import DependencyUnavailable, VaultError
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.models import Actor, Document, DocumentType, EntityType, Role, utcnow
+from vault.domain.errors import DependencyUnavailable, VaultError
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.models import Actor, Document, DocumentType, EntityType, Role, utcnow
 from vault.ports import Delivery
 
 ASK_SECONDS = 10.0

@@ -17,8 +17,8 @@ from tests.actors.helpers import (
     upload_form,
 )
 from tests.support import pdf_bytes
-from vault.errors import DocumentNotFound
-from vault.models import Document, DocumentStatus
+from vault.domain.errors import DocumentNotFound
+from vault.domain.models import Document, DocumentStatus
 
 
 async def live_documents(vault: Vault, entity_id: object) -> list[Document]:

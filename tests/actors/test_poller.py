@@ -27,11 +27,12 @@ from tests.system.poller_support import (
     send,
     sqs_client,
 )
+from vault.adapters.aws.clients import aws_client
+from vault.adapters.aws.queue import SqsQueue
 from vault.config import Settings
-from vault.errors import StoreUnavailable
-from vault.models import Document
+from vault.domain.errors import StoreUnavailable
+from vault.domain.models import Document
 from vault.ports import CascadeBatch, MetadataStore
-from vault.sqs import SqsQueue, aws_client
 from vault_http.serve import build_backends
 
 EVENTUALLY_SECONDS = 20.0

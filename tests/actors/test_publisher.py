@@ -29,10 +29,10 @@ from tests.actors.helpers import (
     verify,
 )
 from tests.support import pdf_bytes
-from vault.backends import open_blob_store, open_metadata_store, url_signer
 from vault.config import Settings
-from vault.events import Destination, OutboxEvent
+from vault.domain.events import Destination, OutboxEvent
 from vault.ports import BlobStore, EventSink, MetadataStore
+from vault.wiring import open_blob_store, open_metadata_store, url_signer
 
 Sinks = dict[Destination, FakeSink]
 

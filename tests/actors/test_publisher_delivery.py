@@ -35,14 +35,14 @@ from tests.actors.test_publisher import (
     until_rows,
 )
 from tests.support import test_settings
-from vault.aws_sinks import SqsSink
-from vault.backends import open_blob_store, open_metadata_store, url_signer
+from vault.adapters.aws.clients import aws_client
+from vault.adapters.aws.sinks import SqsSink
 from vault.config import Settings
-from vault.errors import DependencyUnavailable
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.models import utcnow
+from vault.domain.errors import DependencyUnavailable
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.models import utcnow
 from vault.ports import BlobStore, Delivery, EventSink, MetadataStore
-from vault.sqs import aws_client
+from vault.wiring import open_blob_store, open_metadata_store, url_signer
 
 DOCUMENTS = Destination.DOCUMENT_EVENTS
 AUDIT = Destination.AUDIT_EVENTS

@@ -30,7 +30,7 @@ from actors.runtime import (
     serve_mailbox,
     supervise,
 )
-from vault.errors import Busy, DocumentNotFound, VaultError
+from vault.domain.errors import Busy, DocumentNotFound, VaultError
 
 DEFAULT_POLICY = RestartPolicy()
 HANG_SECONDS = 3600

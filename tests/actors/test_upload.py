@@ -26,7 +26,7 @@ from tests.actors.helpers import (
 )
 from tests.support import pdf_bytes, test_settings
 from vault.config import Settings
-from vault.errors import (
+from vault.domain.errors import (
     Busy,
     DocumentNotFound,
     DuplicateDocument,
@@ -34,7 +34,7 @@ from vault.errors import (
     FileTooLarge,
     InvalidFileType,
 )
-from vault.models import Document, DocumentStatus
+from vault.domain.models import Document, DocumentStatus
 
 SIZE_LIMIT = 4096
 CHUNK = 64 * 1024

@@ -20,9 +20,9 @@ from tests.actors.helpers import (
     verify,
 )
 from tests.support import pdf_bytes
-from vault.blobs_local import HEADER_SIZE
-from vault.errors import DocumentNotFound
-from vault.models import Document, DocumentStatus, Role
+from vault.adapters.blobs.local import HEADER_SIZE
+from vault.domain.errors import DocumentNotFound
+from vault.domain.models import Document, DocumentStatus, Role
 
 FORGED_HASH = "f" * 64
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from quart.typing import TestClientProtocol
 
+from actors.access import MatrixAuthorizer
 from actors.system import Vault
-from vault.backends import url_signer
-from vault.permissions import HeaderIdentity, MatrixAuthorizer
+from vault.wiring import url_signer
 from vault_http.app import VaultApp, create_app
+from vault_http.identity import HeaderIdentity
 
 
 @pytest.fixture

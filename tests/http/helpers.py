@@ -18,7 +18,7 @@ from trio.testing import wait_all_tasks_blocked
 from actors.system import Vault
 from tests.support import actor_headers, multipart_body, pdf_bytes, upload_fields
 from vault.config import Settings
-from vault.models import Role
+from vault.domain.models import Role
 
 API = "/api/v1"
 UPLOAD = f"{API}/documents/upload"

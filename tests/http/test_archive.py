@@ -10,7 +10,7 @@ from quart.typing import TestClientProtocol as Client
 from tests.http.helpers import archive_path, list_path, outbox, problem, uploaded
 from tests.support import actor_headers
 from vault.config import Settings
-from vault.models import Role
+from vault.domain.models import Role
 
 ARCHIVER = actor_headers(Role.COMPLIANCE_OFFICER)
 

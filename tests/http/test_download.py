@@ -22,10 +22,10 @@ from tests.http.helpers import (
     url_path,
 )
 from tests.support import actor_headers, pdf_bytes
-from vault.backends import url_signer
+from vault.adapters.blobs.signing import DownloadClaims
 from vault.config import Settings
-from vault.models import Role
-from vault.signing import DownloadClaims
+from vault.domain.models import Role
+from vault.wiring import url_signer
 
 READER = actor_headers(Role.INVESTOR)
 

@@ -22,8 +22,8 @@ from tests.http.helpers import (
 )
 from tests.support import actor_headers
 from vault.config import Settings
-from vault.errors import StoreUnavailable
-from vault.models import Role
+from vault.domain.errors import StoreUnavailable
+from vault.domain.models import Role
 
 
 async def _request(client: Client, action: str, request_id: str | None) -> Response:

@@ -22,7 +22,7 @@ from tests.http.helpers import (
 )
 from tests.support import actor_headers, test_settings
 from vault.config import Settings
-from vault.models import Role
+from vault.domain.models import Role
 
 ACTIONS = ("upload", "download", "verify", "archive", "list")
 

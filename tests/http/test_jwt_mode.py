@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
 
-from actors.system import Vault
+from actors.access import MatrixAuthorizer
+from actors.system import Sizing, Vault, authorizer_for
 from tests.http.helpers import (
     archive_path,
     download_path,
@@ -28,12 +29,11 @@ from tests.http.helpers import (
 )
 from tests.http.test_identity import ACTIONS, ALLOWED, SUCCESS
 from tests.support import test_settings
-from vault.backends import url_signer
 from vault.config import Settings
-from vault.models import Role
-from vault.permissions import JwtIdentity, MatrixAuthorizer
+from vault.domain.models import Role
+from vault.wiring import url_signer
 from vault_http.app import VaultApp, create_app
-from vault_http.serve import authorizer_for, identity_for
+from vault_http.identity import JwtIdentity, identity_for
 
 ISSUER = "https://login.example"
 AUDIENCE = "document-vault"
@@ -60,7 +60,7 @@ def app(vault: Vault, settings: Settings) -> VaultApp:
     return create_app(
         vault,
         identity=identity_for(settings),
-        authorizer=authorizer_for(settings),
+        authorizer=authorizer_for(settings, Sizing()),
         signer=url_signer(settings),
     )
 
@@ -109,8 +109,8 @@ class TestWiring:
         """With JWT_PUBLIC_KEY set, ``vault serve`` identifies by token, issuer and audience set."""
         identity = identity_for(settings)
         assert isinstance(identity, JwtIdentity)
-        assert (identity.issuer, identity.audience) == (ISSUER, AUDIENCE)
-        assert isinstance(authorizer_for(settings), MatrixAuthorizer)
+        assert (identity.tokens.issuer, identity.tokens.audience) == (ISSUER, AUDIENCE)
+        assert isinstance(authorizer_for(settings, Sizing()), MatrixAuthorizer)
 
 
 class TestRoleMatrixByToken:

@@ -10,7 +10,7 @@ from quart.typing import TestClientProtocol as Client
 
 from tests.http.helpers import DOCUMENT_FIELDS, archive_path, list_path, problem, uploaded
 from tests.support import actor_headers
-from vault.models import Role
+from vault.domain.models import Role
 
 READER = actor_headers(Role.INVESTOR)
 

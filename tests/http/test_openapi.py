@@ -19,7 +19,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from tests.support import actor_headers, multipart_body, pdf_bytes, upload_fields
-from vault.models import DocumentStatus, DocumentType, EntityType, Role
+from vault.domain.models import DocumentStatus, DocumentType, EntityType, Role
 from vault_http import operator as operator_routes
 from vault_http.app import VaultApp
 

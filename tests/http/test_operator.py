@@ -13,7 +13,7 @@ from actors.runtime import ActorState
 from actors.system import Vault
 from tests.http.helpers import list_path, problem, quiesce, uploaded, wait_until
 from tests.support import actor_headers
-from vault.errors import BlobStoreUnavailable
+from vault.domain.errors import BlobStoreUnavailable
 
 ACTOR_NAMES = {
     "upload", "verifier", "archiver", "audit_publisher", "alerter", "entity_deletion_poller",

@@ -14,7 +14,8 @@ from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
 from trio.testing import wait_all_tasks_blocked
 
-from actors.system import Vault
+from actors.access import ServiceAuthorizer
+from actors.system import Sizing, Vault, authorizer_for
 from tests.http.helpers import (
     archive_path,
     download_path,
@@ -26,14 +27,13 @@ from tests.http.helpers import (
 )
 from tests.support import actor_headers, test_settings
 from tests.vault.test_epr import FakePermissionService, closed_port_url
-from vault.backends import url_signer
+from vault.adapters.permissions_service import CachedPermissions, DecisionCache, EprClient
 from vault.config import Settings
-from vault.epr import CachedPermissions, DecisionCache, EprClient
-from vault.errors import DependencyUnavailable, Forbidden
-from vault.models import Action, Actor, Role
+from vault.domain.errors import DependencyUnavailable, Forbidden
+from vault.domain.models import Action, Actor, Role
+from vault.wiring import url_signer
 from vault_http.app import VaultApp, create_app
-from vault_http.authorization import ServiceAuthorizer
-from vault_http.serve import authorizer_for, identity_for
+from vault_http.identity import identity_for
 
 TIMEOUT = 0.3
 """EPR_SERVICE_TIMEOUT in these tests: how long a hanging service is waited for."""
@@ -63,7 +63,7 @@ def settings(tmp_path: Path, epr_url: str) -> Settings:
 @pytest.fixture
 def authorizer(settings: Settings) -> Iterator[ServiceAuthorizer]:
     """The authorizer ``vault serve`` wires for these settings, closed at teardown."""
-    wired = authorizer_for(settings)
+    wired = authorizer_for(settings, Sizing())
     assert isinstance(wired, ServiceAuthorizer)
     try:
         yield wired
@@ -307,7 +307,9 @@ class TestDecisionLog:
 def uncached(permission_service: FakePermissionService) -> Iterator[ServiceAuthorizer]:
     """A service authorizer that keeps no answers, so only coalescing can save calls."""
     client = EprClient(permission_service.url, timeout=5)
-    authorizer = ServiceAuthorizer(CachedPermissions(client, DecisionCache(0)), deadline=5)
+    authorizer = ServiceAuthorizer(
+        CachedPermissions(client, DecisionCache(0)), deadline=5, limiter=trio.CapacityLimiter(10)
+    )
     try:
         yield authorizer
     finally:
@@ -342,7 +344,9 @@ class TestConcurrentLookups:
         permission_service.answer = "hang"
         client = EprClient(permission_service.url, timeout=TIMEOUT)
         authorizer = ServiceAuthorizer(
-            CachedPermissions(client, DecisionCache(30)), deadline=TIMEOUT
+            CachedPermissions(client, DecisionCache(30)),
+            deadline=TIMEOUT,
+            limiter=trio.CapacityLimiter(10),
         )
         actor, entity = Actor.user(uuid4(), Role.ISSUER), uuid4()
         failures: list[str] = []

@@ -18,7 +18,7 @@ from tests.http.helpers import (
 )
 from tests.support import actor_headers
 from vault.config import Settings
-from vault.models import Role
+from vault.domain.models import Role
 
 
 def _flip_byte(settings: Settings, storage_key: str) -> None:

@@ -568,7 +568,10 @@ class TestBuildContext:
             (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
             scripts = archive.read(entry_points).decode()
         assert "vault = vault.cli:main" in scripts
-        assert {"vault/cli.py", "actors/__init__.py", "vault_http/serve.py",
+        assert "serve = vault_http.serve:run" in scripts
+        assert {"vault/cli.py", "vault/domain/models.py", "vault/adapters/stores/sqlite.py",
+                "vault/adapters/blobs/s3.py", "vault/adapters/aws/sinks.py",
+                "actors/__init__.py", "vault_http/serve.py",
                 "vault_http/openapi.yaml"} <= names  # fmt: skip
         assert not any(n.startswith("tests/") for n in names)
 

@@ -28,7 +28,7 @@ from tests.system.service import (
     moto_client,
     vault_env,
 )
-from vault.blobs_s3 import ensure_bucket
+from vault.adapters.blobs.s3 import ensure_bucket
 
 
 @pytest.fixture

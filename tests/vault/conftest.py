@@ -21,9 +21,9 @@ import psycopg
 import pytest
 
 from tests.pg import PgDatabase
+from vault.adapters.stores.postgres import PostgresMetadataStore
+from vault.adapters.stores.sqlite import SQLiteMetadataStore
 from vault.ports import MetadataStore
-from vault.postgres_store import PostgresMetadataStore
-from vault.sqlite_store import SQLiteMetadataStore
 
 __all__ = ["StoreBackend"]
 

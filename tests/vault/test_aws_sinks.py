@@ -17,11 +17,11 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tests.support import test_settings
-from vault.aws_sinks import BATCH_BYTES, SnsSink, SqsSink, pack, refused_for_content
-from vault.errors import DependencyUnavailable
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.models import utcnow
-from vault.sqs import aws_client
+from vault.adapters.aws.clients import aws_client
+from vault.adapters.aws.sinks import BATCH_BYTES, SnsSink, SqsSink, pack, refused_for_content
+from vault.domain.errors import DependencyUnavailable
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.models import utcnow
 
 
 def _row(

@@ -21,11 +21,11 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from vault.blobs_local import LocalBlobStore
-from vault.blobs_s3 import PART_SIZE, S3BlobStore, ensure_bucket
-from vault.errors import BlobUnreadable
+from vault.adapters.blobs.local import LocalBlobStore
+from vault.adapters.blobs.s3 import PART_SIZE, S3BlobStore, ensure_bucket
+from vault.adapters.blobs.signing import UrlSigner
+from vault.domain.errors import BlobUnreadable
 from vault.ports import BlobStore
-from vault.signing import UrlSigner
 
 MiB = 1024 * 1024
 KEY = "documents/9b2f3c1e-5d4a-4e8b-a1c2-3d4e5f607182"
@@ -40,7 +40,7 @@ KMS_KEY_ID = "arn:aws:kms:us-east-1:123456789012:key/0b7a4c5e-1f2d-4e3a-9c8b-7a6
 
 
 def s3_client(endpoint: str, **config: Any) -> Any:
-    """An S3 client as the service builds one (see ``vault.sqs.aws_client``), signing SigV4."""
+    """An S3 client as the service builds one (``vault.adapters.aws.clients``), signing SigV4."""
     options: dict[str, Any] = {
         "connect_timeout": 5,
         "read_timeout": 30,

@@ -13,7 +13,7 @@ from uuid import uuid4
 
 import pytest
 
-from vault.blobs_local import (
+from vault.adapters.blobs.local import (
     FRAME_SIZE,
     HEADER_SIZE,
     RECORD_SIZE,
@@ -21,8 +21,8 @@ from vault.blobs_local import (
     LocalBlobStore,
     clean_stale_tmp,
 )
-from vault.errors import BlobStoreUnavailable, BlobUnreadable
-from vault.signing import UrlSigner
+from vault.adapters.blobs.signing import UrlSigner
+from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 
 MASTER_KEY = bytes(range(32))
 SIGNING_SECRET = b"signing-secret-0123456789abcdef!"
@@ -506,8 +506,8 @@ class TestAtomicWrites:
         script = (
             "import os, sys\n"
             "from pathlib import Path\n"
-            "from vault.blobs_local import LocalBlobStore\n"
-            "from vault.signing import UrlSigner\n"
+            "from vault.adapters.blobs.local import LocalBlobStore\n"
+            "from vault.adapters.blobs.signing import UrlSigner\n"
             "store = LocalBlobStore(Path(sys.argv[1]), bytes(32), UrlSigner(bytes(32)), 'http://x')\n"
             f"writer = store.open_writer({KEY!r})\n"
             "writer.write(b'z' * (2 * 1024 * 1024 + 7))\n"

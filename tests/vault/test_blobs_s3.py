@@ -36,15 +36,15 @@ from tests.vault.test_blob_contract import (
     s3_client,
     stored_versions,
 )
-from vault.blobs_s3 import (
+from vault.adapters.blobs.s3 import (
     PART_SIZE,
     READ_CHUNK,
     S3BlobStore,
     S3BlobWriter,
     ensure_bucket,
 )
-from vault.errors import BlobStoreUnavailable, BlobUnreadable
-from vault.validation import content_disposition
+from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.domain.validation import content_disposition
 
 MiB = 1024 * 1024
 KEY = "documents/6f1d2c3b-4a5e-4f60-8b7c-9d0e1f2a3b4c"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from vault.config import DEFAULT_ALLOWED_MIME_TYPES, Settings
-from vault.errors import ConfigError
-from vault.models import Role
+from vault.domain.errors import ConfigError
+from vault.domain.models import Role
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,15 @@ import attrs
 import httpx
 import pytest
 
-from vault.epr import MAX_ANSWER_BYTES, CachedPermissions, DecisionCache, DecisionKey, EprClient
-from vault.errors import DependencyUnavailable
-from vault.models import Action
+from vault.adapters.permissions_service import (
+    MAX_ANSWER_BYTES,
+    CachedPermissions,
+    DecisionCache,
+    DecisionKey,
+    EprClient,
+)
+from vault.domain.errors import DependencyUnavailable
+from vault.domain.models import Action
 
 Answer = Literal[
     "allow", "deny", "error", "garbage", "wrong shape", "empty", "huge", "redirect", "hang", "held"

@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from vault.events import (
+from vault.domain.events import (
     AUDIT_SOURCE,
     Destination,
     archive_events,
@@ -14,7 +14,7 @@ from vault.events import (
     upload_events,
     verification_events,
 )
-from vault.models import Actor, Document, DocumentStatus, DocumentType, EntityType, Role
+from vault.domain.models import Actor, Document, DocumentStatus, DocumentType, EntityType, Role
 
 EVENT_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 AUDIT_KEYS = {"event_id", "source", "action", "actor_id", "actor_type", "entity_id",

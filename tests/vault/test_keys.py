@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vault.errors import ConfigError
-from vault.keys import load_or_create_key
+from vault.adapters.key_files import load_or_create_key
+from vault.domain.errors import ConfigError
 
 
 class TestCreation:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import attrs
 
-from vault.ledger import (
+from vault.domain.ledger import (
     GENESIS_HASH,
     entry_hash_from_reference,
     entry_is_consistent,

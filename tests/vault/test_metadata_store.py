@@ -20,13 +20,13 @@ from uuid import UUID, uuid4
 import attrs
 import pytest
 
-from vault import sqlite_store
-from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
-from vault.events import Destination, OutboxEvent, document_event
-from vault.ledger import GENESIS_HASH, entry_is_consistent
-from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.adapters.stores import sqlite as sqlite_store
+from vault.adapters.stores.sqlite import SQLiteMetadataStore
+from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
+from vault.domain.events import Destination, OutboxEvent, document_event
+from vault.domain.ledger import GENESIS_HASH, entry_is_consistent
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
 from vault.ports import CascadeBatch, MetadataStore, PageCursor
-from vault.sqlite_store import SQLiteMetadataStore
 
 if TYPE_CHECKING:
     from tests.vault.conftest import StoreBackend

@@ -35,12 +35,12 @@ from tests.vault.test_metadata_store import (
     no_events,
     upload,
 )
-from vault.errors import DuplicateDocument, StoreUnavailable
-from vault.events import Destination
-from vault.ledger import entry_is_consistent
-from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.postgres_store import PostgresMetadataStore, connection_settings
-from vault.sql_rows import LEDGER_COLUMNS, ledger_entry_from_row
+from vault.adapters.stores.postgres import PostgresMetadataStore, connection_settings
+from vault.adapters.stores.rows import LEDGER_COLUMNS, ledger_entry_from_row
+from vault.domain.errors import DuplicateDocument, StoreUnavailable
+from vault.domain.events import Destination
+from vault.domain.ledger import entry_is_consistent
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
 
 T = TypeVar("T")
 

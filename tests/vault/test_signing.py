@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from vault.signing import DownloadClaims, InvalidToken, UrlSigner
+from vault.adapters.blobs.signing import DownloadClaims, InvalidToken, UrlSigner
 
 SECRET = b"s" * 32
 NOW = 1_760_000_000

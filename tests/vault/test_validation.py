@@ -8,8 +8,8 @@ import os
 import pytest
 
 from vault.config import DEFAULT_ALLOWED_MIME_TYPES
-from vault.errors import EmptyFile, FileTooLarge, InvalidFileType, InvalidMetadata
-from vault.validation import (
+from vault.domain.errors import EmptyFile, FileTooLarge, InvalidFileType, InvalidMetadata
+from vault.domain.validation import (
     Ingest,
     IngestResult,
     clean_filename,

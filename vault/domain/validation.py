@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import attrs
 
-from vault.errors import EmptyFile, FileTooLarge, InvalidFileType, InvalidMetadata
+from vault.domain.errors import EmptyFile, FileTooLarge, InvalidFileType, InvalidMetadata
 
 MAX_FILENAME_LENGTH = 255
 MAX_KEPT_EXTENSION = 16

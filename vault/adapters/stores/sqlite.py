@@ -16,7 +16,7 @@ become ``StoreUnavailable``; the duplicate guard raises ``DuplicateDocument``.
 with microseconds (fixed width, so text order is time order), JSON as text.
 
 The row conversions (text or native values to the domain's types) are
-``vault.sql_rows``, shared with the PostgreSQL store.
+``vault.adapters.stores.rows``, shared with the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -33,12 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.ledger import entry_hash_from_reference, next_entry
-from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
-from vault.sql_rows import (
+from vault.adapters.stores.rows import (
     DOCUMENT_COLUMNS,
     LEDGER_COLUMNS,
     OUTBOX_COLUMNS,
@@ -49,6 +44,11 @@ from vault.sql_rows import (
     ledger_entry_from_row,
     outbox_row_from_row,
 )
+from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.ledger import entry_hash_from_reference, next_entry
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
 
 BUSY_TIMEOUT_SECONDS: Final = 10.0
 SCHEMA_VERSION: Final = 1

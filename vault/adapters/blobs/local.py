@@ -48,8 +48,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from vault.errors import BlobStoreUnavailable, BlobUnreadable
-from vault.signing import DownloadClaims, UrlSigner
+from vault.adapters.blobs.naming import check_key
+from vault.adapters.blobs.signing import DownloadClaims, UrlSigner
+from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 
 MAGIC = b"DVB1"
 SALT_SIZE = 16
@@ -147,14 +148,6 @@ class LocalBlobStore:
     def _path(self, key: str) -> Path:
         check_key(key)
         return self._objects / key
-
-
-def check_key(key: str) -> None:
-    """Refuse keys that could name anything outside ``objects/``."""
-    if not key or "\\" in key or "\x00" in key or key.startswith("/"):
-        raise ValueError(f"invalid blob key {key!r}")
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        raise ValueError(f"invalid blob key {key!r}")
 
 
 def clean_stale_tmp(root: Path) -> int:

@@ -1,23 +1,71 @@
-"""``EPR_MOCK_MODE=false``: the Entity & Permissions service decides, from a worker thread."""
+"""May this actor do that to this entity? The two authorizers, and what they run.
+
+``Authorizer.authorize`` returns when allowed and raises ``Forbidden`` (403)
+when not; ``DependencyUnavailable`` (503) when it cannot tell, never an
+allow. ``EPR_MOCK_MODE=true`` picks ``MatrixAuthorizer`` (the domain's role
+matrix, answered on the event loop); ``false`` picks ``ServiceAuthorizer``,
+which asks the permissions service from worker threads, at most
+``Sizing.permission_lookups`` at a time (``actors.system``).
+
+Every decision is logged as ``access_decided`` with ``source``.
+"""
 
 from __future__ import annotations
 
+from typing import Protocol
 from uuid import UUID
 
 import attrs
 import structlog
 import trio
 
+from vault.adapters.permissions_service import (
+    CachedPermissions,
+    DecisionCache,
+    DecisionKey,
+    EprClient,
+)
 from vault.config import Settings
-from vault.epr import CachedPermissions, DecisionCache, DecisionKey, EprClient
-from vault.errors import DependencyUnavailable, Forbidden
-from vault.models import Action, Actor
-from vault.permissions import log_decision
+from vault.domain.errors import DependencyUnavailable, Forbidden
+from vault.domain.models import Action, Actor
+from vault.domain.permissions import role_allows, role_refusal
 
 log = structlog.get_logger("vault.permissions")
 
-EPR_THREADS = 10
-"""Calls to the permission service in flight at once (worker threads and connections)."""
+
+class Authorizer(Protocol):
+    source: str
+
+    async def authorize(self, actor: Actor, action: Action, entity_id: UUID) -> None:
+        """Return if allowed; raise ``Forbidden`` if not."""
+
+
+def log_decision(
+    actor: Actor, action: Action, entity_id: UUID, *, allowed: bool, source: str, **extra: object
+) -> None:
+    """One ``access_decided`` line per decision: who, what, on which entity, and who said so."""
+    log.info(
+        "access_decided",
+        actor_id=None if actor.id is None else str(actor.id),
+        role=None if actor.role is None else actor.role.value,
+        action=action.value,
+        entity_id=str(entity_id),
+        allowed=allowed,
+        source=source,
+        **extra,
+    )
+
+
+class MatrixAuthorizer:
+    """``EPR_MOCK_MODE=true``: the role decides, by the contract's matrix."""
+
+    source = "role_matrix"
+
+    async def authorize(self, actor: Actor, action: Action, entity_id: UUID) -> None:
+        allowed = role_allows(actor, action)
+        log_decision(actor, action, entity_id, allowed=allowed, source=self.source)
+        if not allowed:
+            raise role_refusal(actor, action)
 
 
 @attrs.define
@@ -52,22 +100,27 @@ class ServiceAuthorizer:
         permissions: CachedPermissions,
         *,
         deadline: float,
-        limiter: trio.CapacityLimiter | None = None,
+        limiter: trio.CapacityLimiter,
     ) -> None:
         self.permissions = permissions
         self.deadline = deadline
-        self.limiter = limiter if limiter is not None else trio.CapacityLimiter(EPR_THREADS)
+        self.limiter = limiter
         self._in_flight: dict[DecisionKey, _Lookup] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceAuthorizer:
+    def from_settings(cls, settings: Settings, *, lookups: int) -> ServiceAuthorizer:
+        """The service's client, its cache, and ``lookups`` calls in flight at most."""
         if settings.epr_service_url is None:  # Settings refuses this already; for type checkers
             raise ValueError("EPR_SERVICE_URL is required when EPR_MOCK_MODE=false")
         client = EprClient(
-            settings.epr_service_url, settings.epr_service_timeout, max_connections=EPR_THREADS
+            settings.epr_service_url, settings.epr_service_timeout, max_connections=lookups
         )
         cache = DecisionCache(settings.epr_cache_ttl_seconds)
-        return cls(CachedPermissions(client, cache), deadline=settings.epr_service_timeout)
+        return cls(
+            CachedPermissions(client, cache),
+            deadline=settings.epr_service_timeout,
+            limiter=trio.CapacityLimiter(lookups),
+        )
 
     async def authorize(self, actor: Actor, action: Action, entity_id: UUID) -> None:
         if actor.id is None:

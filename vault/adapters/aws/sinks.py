@@ -34,8 +34,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vault.errors import DependencyUnavailable
-from vault.events import OutboxRow
+from vault.domain.errors import DependencyUnavailable
+from vault.domain.events import OutboxRow
 from vault.ports import Delivery
 
 BATCH_LIMIT = 10

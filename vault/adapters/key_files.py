@@ -16,7 +16,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from vault.errors import ConfigError
+from vault.domain.errors import ConfigError
 
 _VARIABLE = "VAULT_DATA_DIR"
 

@@ -74,12 +74,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from vault.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.ledger import entry_hash_from_reference, next_entry
-from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
-from vault.sql_rows import (
+from vault.adapters.stores.rows import (
     DOCUMENT_COLUMNS,
     LEDGER_COLUMNS,
     OUTBOX_COLUMNS,
@@ -90,6 +85,11 @@ from vault.sql_rows import (
     ledger_entry_from_row,
     outbox_row_from_row,
 )
+from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.ledger import entry_hash_from_reference, next_entry
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
 
 SCHEMA_VERSION: Final = 1
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from vault.events import OutboxRow
+from vault.domain.events import OutboxRow
 from vault.ports import Delivery
 
 log = structlog.get_logger("vault.events")

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 import attrs
 
-from vault.models import Actor, Document, iso_event
+from vault.domain.models import Actor, Document, iso_event
 
 AUDIT_SOURCE = "document-vault-service"
 

@@ -18,8 +18,8 @@ from typing import Any, Final
 
 import attrs
 
-from vault.events import Destination, OutboxEvent, OutboxRow
-from vault.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
 
 DOCUMENT_COLUMNS: Final[tuple[str, ...]] = (
     "id",

@@ -44,9 +44,9 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
-from vault.blobs_local import check_key
-from vault.errors import BlobStoreUnavailable, BlobUnreadable
-from vault.validation import content_disposition
+from vault.adapters.blobs.naming import check_key
+from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.domain.validation import content_disposition
 
 log = structlog.get_logger("vault.blobs")
 

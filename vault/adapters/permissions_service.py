@@ -32,8 +32,8 @@ from uuid import UUID
 
 import httpx
 
-from vault.errors import DependencyUnavailable
-from vault.models import Action
+from vault.domain.errors import DependencyUnavailable
+from vault.domain.models import Action
 
 AUTHORIZE_PATH = "/api/v1/authorize"
 MAX_ANSWER_BYTES = 64 * 1024

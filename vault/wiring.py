@@ -1,24 +1,58 @@
-"""Choosing adapters from the configuration (no Trio here; nothing connects yet
-except where a constructor must, such as opening the SQLite file)."""
+"""Building the adapters the configuration asks for.
+
+No Trio here, and nothing connects yet except where a constructor must
+(opening the SQLite file); ``open_adapters`` also applies the schema and
+clears what a crashed writer left behind, so it blocks: call it from a
+worker thread.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from vault.aws_sinks import SnsSink, SqsSink
-from vault.blobs_local import LocalBlobStore
-from vault.blobs_s3 import S3BlobStore
+import attrs
+
+from vault.adapters.aws.clients import aws_client
+from vault.adapters.aws.sinks import SnsSink, SqsSink
+from vault.adapters.blobs.local import LocalBlobStore
+from vault.adapters.blobs.s3 import S3BlobStore
+from vault.adapters.blobs.signing import UrlSigner
+from vault.adapters.key_files import load_or_create_key
+from vault.adapters.log_sink import LogSink
+from vault.adapters.stores.postgres import PostgresMetadataStore
+from vault.adapters.stores.sqlite import SQLiteMetadataStore
 from vault.config import Settings
-from vault.errors import ConfigError
-from vault.events import Destination
-from vault.keys import load_or_create_key
+from vault.domain.errors import ConfigError
+from vault.domain.events import Destination
 from vault.ports import BlobStore, EventSink, MetadataStore
-from vault.postgres_store import PostgresMetadataStore
-from vault.signing import UrlSigner
-from vault.sinks import LogSink
-from vault.sqlite_store import SQLiteMetadataStore
-from vault.sqs import aws_client
+
+
+@attrs.frozen
+class Adapters:
+    """Every outside system the service talks to, opened and ready."""
+
+    store: MetadataStore
+    blobs: BlobStore
+    sinks: dict[Destination, EventSink]
+    signer: UrlSigner | None
+    """Set when this service serves its blob store's signed URLs itself (the embedded default)."""
+
+
+def open_adapters(settings: Settings) -> Adapters:
+    """Open the store (schema applied), the blob store and the sinks. Blocks."""
+    signer = url_signer(settings)
+    store = open_metadata_store(settings)
+    store.migrate()
+    blobs = open_blob_store(settings, signer)
+    if isinstance(blobs, LocalBlobStore):
+        blobs.clean_stale_tmp()
+    return Adapters(
+        store=store,
+        blobs=blobs,
+        sinks=event_sinks(settings),
+        signer=signer if isinstance(blobs, LocalBlobStore) else None,
+    )
 
 
 def open_metadata_store(settings: Settings) -> MetadataStore:

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from vault.config import Settings
-from vault.errors import ConfigError, InvalidToken, Unauthenticated
-from vault.models import Actor, Role
-from vault.permissions import JwtIdentity
+from vault.domain.errors import ConfigError, InvalidToken, Unauthenticated
+from vault.domain.models import Actor, Role
+from vault_http.identity import JwtIdentity
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -280,7 +280,7 @@ class TestMissingCredentials:
 class TestPublicKey:
     def test_algorithm_follows_the_key(self, keys: KeyPair) -> None:
         """RSA verifies RS256, EC P-256 ES256 and Ed25519 EdDSA, one algorithm per key."""
-        assert keys.identity().algorithm == keys.algorithm
+        assert keys.identity().tokens.algorithm == keys.algorithm
 
     def test_pem_with_escaped_newlines_is_accepted(self, keys: KeyPair) -> None:
         """A PEM pasted on one line with literal ``\\n`` works like the multi-line form."""

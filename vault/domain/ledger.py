@@ -13,7 +13,7 @@ import hashlib
 from datetime import datetime
 from uuid import UUID
 
-from vault.models import LedgerEntry, iso_event
+from vault.domain.models import LedgerEntry, iso_event
 
 GENESIS_HASH = "0" * 64
 REFERENCE_PREFIX = "0x"

@@ -1,0 +1,1 @@
+"""boto3: the client factory, the SQS/SNS event sinks and the inbound queue."""

@@ -1,0 +1,1 @@
+"""The metadata store: one SQL core and a thin dialect each for SQLite and PostgreSQL."""

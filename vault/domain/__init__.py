@@ -1,0 +1,1 @@
+"""The rules about documents, with no I/O and no Trio: plain synchronous Python."""
