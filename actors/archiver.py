@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 import attrs
@@ -27,8 +27,7 @@ import trio
 from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
-from actors.runtime import Mailbox, answer, serve_mailbox
-from vault.domain.errors import VaultError
+from actors.runtime import Mailbox, Reply, respond, serve_mailbox
 from vault.domain.events import archive_events
 from vault.domain.models import Actor, Document, utcnow
 from vault.ports import CascadeBatch
@@ -56,7 +55,7 @@ class ArchiveDocument:
     document_id: UUID
     actor: Actor
     correlation_id: str | None
-    reply: trio.MemorySendChannel[Any]
+    reply: Reply[Archived]
 
 
 @attrs.frozen
@@ -68,7 +67,7 @@ class ArchiveEntity:
     action: str
     entity_id: UUID
     entity_type: str
-    reply: trio.MemorySendChannel[Any]
+    reply: Reply[EntityArchived]
 
 
 @attrs.frozen
@@ -111,18 +110,13 @@ class ArchiverActor:
         )
 
     async def _handle(self, msg: ArchiveDocument | ArchiveEntity) -> None:
-        request_id = msg.correlation_id if isinstance(msg, ArchiveDocument) else msg.event_id
-        with msg.reply, bound_contextvars(request_id=request_id):
-            try:
-                match msg:
-                    case ArchiveDocument():
-                        result: Any = await self._archive_document(msg)
-                    case ArchiveEntity():
-                        result = await self._archive_entity(msg)
-            except VaultError as exc:
-                answer(msg.reply, exc)
-            else:
-                answer(msg.reply, result)
+        match msg:
+            case ArchiveDocument():
+                with bound_contextvars(request_id=msg.correlation_id):
+                    await respond(msg.reply, self._archive_document(msg))
+            case ArchiveEntity():
+                with bound_contextvars(request_id=msg.event_id):
+                    await respond(msg.reply, self._archive_entity(msg))
 
     async def _archive_document(self, msg: ArchiveDocument) -> Archived:
         at = utcnow()

@@ -173,7 +173,7 @@ class EntityDeletionPoller:
             log.info("entity_event_ignored", event_id=event.event_id, action=event.action)
             await self._delete(queue, message)
             return
-        result: EntityArchived = await ask(
+        result = await ask(
             self.archiver,
             lambda reply: ArchiveEntity(
                 event_id=event.event_id,
@@ -184,6 +184,7 @@ class EntityDeletionPoller:
                 reply=reply,
             ),
             deadline=math.inf,
+            returns=EntityArchived,
         )
         await self._delete(queue, message)
         log.info("entity_event_processed", event_id=event.event_id, message_id=message.message_id,

@@ -26,7 +26,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import attrs
 import structlog
@@ -38,6 +38,10 @@ from vault.domain.models import iso_response, utcnow
 log = structlog.get_logger("vault.actors")
 
 M = TypeVar("M")
+R = TypeVar("R")
+
+Reply: TypeAlias = trio.MemorySendChannel[R | VaultError]
+"""A request's reply channel (size 1): its answer of type ``R``, or the error it ended in."""
 
 
 class ActorState(enum.StrEnum):
@@ -166,17 +170,23 @@ class Mailbox(Generic[M]):
 
 async def ask(
     mailbox: Mailbox[M],
-    make: Callable[[trio.MemorySendChannel[Any]], M],
+    make: Callable[[Reply[R]], M],
     *,
     deadline: float,
-) -> Any:
-    """Send the message ``make(reply)`` and wait for its answer.
+    returns: type[R],
+) -> R:
+    """Send the message ``make(reply)`` and wait for its answer, a ``returns``.
+
+    ``returns`` names the answer's type, so the type checker holds both ends
+    to it: ``make`` must build a message whose reply carries that type, and
+    the caller gets that type back. An answer of another type is the
+    actor's bug and raises ``TypeError``.
 
     The deadline bounds only the wait for mailbox room: once the actor holds
     the message, the caller waits for the answer (uploads may take a while).
     A ``VaultError`` answer is raised here.
     """
-    reply_send, reply_recv = trio.open_memory_channel[Any](1)
+    reply_send, reply_recv = trio.open_memory_channel[R | VaultError](1)
     with reply_recv:
         await mailbox.send(make(reply_send), deadline=deadline)
         try:
@@ -185,10 +195,29 @@ async def ask(
             raise ActorCrashed(mailbox.name) from None
     if isinstance(result, VaultError):
         raise result
+    if not isinstance(result, returns):
+        raise TypeError(
+            f"the {mailbox.name} actor answered {type(result).__name__}, not {returns.__name__}"
+        )
     return result
 
 
-def answer(reply: trio.MemorySendChannel[Any], value: Any) -> None:
+async def respond(reply: Reply[R], work: Awaitable[R]) -> None:
+    """Answer ``reply`` with what ``work`` returns, or with the ``VaultError`` it raised.
+
+    The reply channel is closed afterwards, whatever happened, so an asker
+    whose request crashed the handler gets ``ActorCrashed`` instead of waiting.
+    """
+    with reply:
+        try:
+            value = await work
+        except VaultError as exc:
+            answer(reply, exc)
+        else:
+            answer(reply, value)
+
+
+def answer(reply: Reply[R], value: R | VaultError) -> None:
     """Answer a request once; a caller that has gone away is not an error."""
     try:
         reply.send_nowait(value)

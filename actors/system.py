@@ -24,6 +24,7 @@ from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
 from actors.poller import EntityDeletionPoller, PollRequest
 from actors.publisher import Nudge, PublisherActor, PublishPolicy
+from actors.reads import Reads
 from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, supervise
 from actors.upload import StoreDocument, UploadActor
 from actors.verifier import VerifierActor, VerifyDocument
@@ -62,6 +63,7 @@ class Vault:
     audit_publisher: PublisherActor
     alerter: PublisherActor
     poller: Mailbox[PollRequest]
+    reads: Reads
     _done: dict[str, trio.Event] = attrs.field(factory=dict)
     _cancel: trio.CancelScope | None = None
 
@@ -146,6 +148,7 @@ async def run_vault(
         audit_publisher=audit_publisher,
         alerter=alerter,
         poller=Mailbox("entity_deletion_poller", sizing.poller_mailbox),
+        reads=Reads(backends, committed=audit_publisher.nudge),
     )
     upload = UploadActor(
         vault.upload, backends, concurrency=sizing.upload_concurrency,

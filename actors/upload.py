@@ -15,7 +15,6 @@ the upload is abandoned the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 import attrs
@@ -24,10 +23,11 @@ import trio
 from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
-from actors.runtime import Mailbox, answer, serve_mailbox
+from actors.runtime import Mailbox, Reply, respond, serve_mailbox
 from vault.domain.errors import DuplicateDocument, VaultError
 from vault.domain.events import upload_events
-from vault.domain.models import Actor, Document, DocumentStatus, DocumentType, EntityType, utcnow
+from vault.domain.models import Document, utcnow
+from vault.domain.uploads import UploadForm, new_document, storage_key
 from vault.domain.validation import Ingest, IngestResult
 from vault.ports import BlobWriter
 
@@ -35,19 +35,6 @@ log = structlog.get_logger("vault.upload")
 
 BATCH_BYTES = 1 << 20
 """Bytes gathered before one trip to a worker thread (hash + encrypt + write)."""
-
-
-@attrs.frozen
-class UploadForm:
-    """The validated form fields of an upload, sent once the whole form is read."""
-
-    entity_id: UUID
-    entity_type: EntityType
-    document_type: DocumentType
-    token_id: int | None
-    metadata: dict[str, Any] | None
-    filename: str
-    actor: Actor
 
 
 @attrs.frozen
@@ -63,15 +50,11 @@ class StoreDocument:
     chunks: trio.MemoryReceiveChannel[bytes]
     form: trio.MemoryReceiveChannel[UploadForm]
     correlation_id: str | None
-    reply: trio.MemorySendChannel[Any]
+    reply: Reply[Document]
 
 
 class UploadAbandoned(VaultError):
     """The request ended before its form was complete; nothing was stored."""
-
-
-def storage_key(document_id: UUID) -> str:
-    return f"documents/{document_id}"
 
 
 class UploadActor:
@@ -97,13 +80,8 @@ class UploadActor:
         )
 
     async def _handle(self, msg: StoreDocument) -> None:
-        with msg.reply, msg.chunks, msg.form, bound_contextvars(request_id=msg.correlation_id):
-            try:
-                doc = await self._store(msg)
-            except VaultError as exc:
-                answer(msg.reply, exc)
-            else:
-                answer(msg.reply, doc)
+        with msg.chunks, msg.form, bound_contextvars(request_id=msg.correlation_id):
+            await respond(msg.reply, self._store(msg))
 
     async def _store(self, msg: StoreDocument) -> Document:
         settings = self.backends.settings
@@ -133,7 +111,15 @@ class UploadActor:
                 with trio.CancelScope(shield=True):
                     await self.backends.in_blobs(writer.abort)
 
-        doc = self._document(msg.document_id, key, version_id, result, form, msg.declared_mime)
+        doc = new_document(
+            msg.document_id,
+            form,
+            result,
+            mime_type=msg.declared_mime,
+            storage_bucket=blobs.bucket,
+            storage_version_id=version_id,
+            at=utcnow(),
+        )
         try:
             stored = await self.backends.in_db(
                 lambda: self.backends.store.record_upload(
@@ -181,39 +167,3 @@ class UploadActor:
             await self.backends.in_blobs(self.backends.blobs.delete, key, version_id)
         except Exception:
             log.exception("orphan_blob_left", storage_key=key)
-
-    def _document(
-        self,
-        document_id: UUID,
-        key: str,
-        version_id: str | None,
-        result: IngestResult,
-        form: UploadForm,
-        mime_type: str,
-    ) -> Document:
-        now = utcnow()
-        assert form.actor.id is not None, "uploads are made by users"
-        return Document(
-            id=document_id,
-            entity_type=form.entity_type,
-            entity_id=form.entity_id,
-            token_id=form.token_id,
-            document_type=form.document_type,
-            filename=form.filename,
-            mime_type=mime_type,
-            size_bytes=result.size_bytes,
-            storage_bucket=self.backends.blobs.bucket,
-            storage_key=key,
-            storage_version_id=version_id,
-            sha256_hash=result.sha256_hash,
-            status=DocumentStatus.UPLOADED,
-            uploaded_by=form.actor.id,
-            verified_by=None,
-            archived_by=None,
-            archived_at=None,
-            hash_verified_at=None,
-            on_chain_reference=None,
-            metadata=form.metadata,
-            created_at=now,
-            updated_at=now,
-        )

@@ -25,6 +25,7 @@ from .metrics import Metrics
 from .operator import operator
 from .problems import from_http_exception, from_vault_error, internal_error
 from .state import AppState
+from .upload import uploads
 
 log = structlog.get_logger("vault.http")
 
@@ -52,6 +53,7 @@ def create_app(
     app.extensions["vault"] = AppState(
         vault=vault, identity=identity, authorizer=authorizer, metrics=metrics, signer=signer
     )
+    app.register_blueprint(uploads)
     app.register_blueprint(api)
     app.register_blueprint(operator)
 

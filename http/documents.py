@@ -1,9 +1,9 @@
-"""The ``/api/v1`` document routes.
+"""The ``/api/v1`` document routes other than the upload (``http/upload.py``).
 
 Order of checks, as the contract fixes it: identity (401), request shape
-(422), the document exists (404), permission (403), then the upload's own
-checks. Reads go to the metadata store through its limiter; every change
-goes through the actor that owns it.
+(422), the document exists (404), permission (403). Reads go through the
+vault's read side (``actors.reads``); every change goes through the actor
+that owns it.
 """
 
 from __future__ import annotations
@@ -11,286 +11,24 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-import orjson
-import trio
 from quart import Blueprint, Response, request
 
 from actors.archiver import Archived, ArchiveDocument
-from actors.runtime import ActorCrashed, ask
-from actors.upload import StoreDocument, UploadAbandoned, UploadForm
+from actors.runtime import ask
 from actors.verifier import VerifyDocument
 from vault.config import MAX_URL_EXPIRY_SECONDS
-from vault.domain.errors import FileTooLarge, InvalidExpiry, InvalidRequest, VaultError
-from vault.domain.events import download_issued_event
-from vault.domain.models import (
-    Action,
-    Actor,
-    Document,
-    DocumentType,
-    EntityType,
-    document_json,
-    iso_response,
-    utcnow,
-)
-from vault.domain.validation import clean_filename, normalize_mime, parse_metadata
+from vault.domain.errors import InvalidExpiry, InvalidRequest
+from vault.domain.models import Action, Document, EntityType, document_json, iso_response
 from vault.ports import PageCursor
 
-from .multipart import PartData, PartEnd, PartStart, boundary_of, parse_multipart
+from .responses import json_response
 from .state import authorize, correlation_id, identify, parse_uuid, state
 
 api = Blueprint("documents", __name__, url_prefix="/api/v1")
-
-FORM_ROOM = 64 * 1024
-"""Bytes allowed beyond the file's limit for the other form fields."""
-CHUNK_QUEUE = 8
-"""Body chunks in flight between the HTTP handler and the upload actor."""
-REQUIRED_UPLOAD_FIELDS = ("entity_id", "entity_type", "document_type")
-MAX_TOKEN_ID = 2**31 - 1
-
-
-def ok(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, content_type="application/json")
-
-
-async def load_document(document_id: UUID) -> Document:
-    backends = state().vault.backends
-    return await backends.in_db(backends.store.get_document, document_id)
-
-
-# ---------------------------------------------------------------- upload
-
-
-class _UploadRequest:
-    """One upload in progress: fields seen so far, and the file's trip to the actor."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.fields: dict[str, str] = {}
-        self.field_bytes = 0
-        self.actor: Actor | None = None
-        self.form: UploadForm | None = None
-        self.file_seen = False
-        self.in_file = False
-        self.file_bytes = 0
-        self.refusal: VaultError | None = None
-        self.filename = "document"
-        self.chunks_send: trio.MemorySendChannel[bytes] | None = None
-        self.form_send: trio.MemorySendChannel[UploadForm] | None = None
-        self.reply_recv: trio.MemoryReceiveChannel[Any] | None = None
-
-    async def forward(self, data: bytes) -> bool:
-        """Pass file bytes to the actor; False when reading should stop now."""
-        self.file_bytes += len(data)
-        if self.refusal is not None:  # dropping the rest of a refused file
-            return self.file_bytes <= self.limit
-        assert self.chunks_send is not None
-        try:
-            await self.chunks_send.send(data)
-        except trio.BrokenResourceError:
-            # The actor answers before it lets go of the file, so its reason
-            # is waiting in the reply channel.
-            self.refusal = self._refusal_reason()
-            return not isinstance(self.refusal, FileTooLarge)
-        return True
-
-    def _refusal_reason(self) -> VaultError:
-        assert self.reply_recv is not None
-        try:
-            reason = self.reply_recv.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return ActorCrashed("upload")
-        return reason if isinstance(reason, VaultError) else ActorCrashed("upload")
-
-    def close_chunks(self) -> None:
-        if self.chunks_send is not None:
-            self.chunks_send.close()
-            self.chunks_send = None
-
-    def can_resolve_early(self) -> bool:
-        """Every required field arrived before the file, and the actor is known."""
-        known_actor = any(
-            (
-                "uploaded_by" in self.fields,
-                "X-Actor-Id" in request.headers,
-                "Authorization" in request.headers,
-            )
-        )
-        return known_actor and all(self.fields.get(n) for n in REQUIRED_UPLOAD_FIELDS)
-
-    async def resolve_form(self) -> UploadForm:
-        """Identity, then field shape, then permission, then metadata."""
-        actor = identify(self.fields.get("uploaded_by"))
-        errors = []
-        for name in REQUIRED_UPLOAD_FIELDS:
-            if not self.fields.get(name):
-                errors.append({"loc": ["body", name], "msg": "field required"})
-        if not self.file_seen:
-            errors.append({"loc": ["body", "file"], "msg": "field required"})
-        entity_id = _collect(errors, "entity_id", self.fields.get("entity_id"), UUID)
-        entity_type = _collect(errors, "entity_type", self.fields.get("entity_type"), EntityType)
-        document_type = _collect(
-            errors, "document_type", self.fields.get("document_type"), DocumentType
-        )
-        uploaded_by = _collect(errors, "uploaded_by", self.fields.get("uploaded_by"), UUID)
-        token_id = _collect(errors, "token_id", self.fields.get("token_id"), _token_id)
-        if errors:
-            raise InvalidRequest(errors)
-        assert entity_id is not None and entity_type is not None and document_type is not None
-        await authorize(actor, Action.UPLOAD, entity_id, "uploaded_by", uploaded_by)
-        metadata = parse_metadata(self.fields.get("metadata"))
-        return UploadForm(
-            entity_id=entity_id,
-            entity_type=entity_type,
-            document_type=document_type,
-            token_id=token_id,
-            metadata=metadata,
-            filename=self.filename,
-            actor=actor,
-        )
-
-
-def _token_id(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= MAX_TOKEN_ID:
-        raise ValueError(raw)
-    return value
-
-
-def _collect(errors: list[dict[str, Any]], name: str, raw: str | None, parse: Any) -> Any:
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse(raw)
-    except ValueError:
-        message = {
-            UUID: "not a valid UUID",
-            EntityType: f"must be one of {', '.join(EntityType)}",
-            DocumentType: f"must be one of {', '.join(DocumentType)}",
-        }.get(parse, "not a valid value")
-        errors.append({"loc": ["body", name], "msg": message})
-        return None
-
-
-@api.post("/documents/upload")
-async def upload() -> Response:
-    limit = state().settings.max_upload_file_size_bytes
-    declared = request.content_length
-    if declared is not None and declared > limit + FORM_ROOM:
-        raise FileTooLarge(limit)
-    boundary = boundary_of(request.headers.get("Content-Type"))
-    up = _UploadRequest(limit)
-    try:
-        await _read_form(up, boundary)
-        if not isinstance(up.refusal, FileTooLarge):
-            # Identity, field and permission errors outrank the file's own.
-            up.form = await up.resolve_form()
-    finally:
-        # The actor waits for exactly one form, or for the channel to close
-        # empty (abandon): both happen here, on every path out.
-        up.close_chunks()
-        if up.form_send is not None:
-            if up.form is not None and up.refusal is None:
-                try:
-                    up.form_send.send_nowait(up.form)
-                except trio.BrokenResourceError:
-                    pass  # the actor refused the file already; its reply says why
-            up.form_send.close()
-    result = up.refusal or await _await_store(up)
-    if isinstance(result, VaultError):
-        raise result
-    if result is None:
-        raise UploadAbandoned("the upload ended without a file")
-    return ok(document_json(result), 201)
-
-
-async def _read_form(up: _UploadRequest, boundary: bytes) -> None:
-    """Read the multipart body, forwarding the file's bytes to the upload actor.
-
-    Fields sent before the file are checked before any of its bytes are
-    read (401, 422, 403 come first); fields after it are checked once the
-    body is complete. When the actor refuses the file mid-stream for its
-    size, reading stops at once (413 for chunked bodies too). Refused for
-    its content (wrong type), the rest of the file is read and dropped so
-    the fields after it still get their say, up to the size limit.
-    """
-    current_field = ""
-    async with (
-        aclosing(_body_chunks()) as body,
-        aclosing(parse_multipart(boundary, body)) as events,
-    ):
-        async for event in events:
-            match event:
-                case PartStart(name="file", filename=filename, content_type=content_type):
-                    if up.file_seen:
-                        raise InvalidRequest.field("body", "file", "only one file per upload")
-                    up.file_seen = up.in_file = True
-                    up.filename = clean_filename(filename)
-                    if up.can_resolve_early():
-                        await up.resolve_form()  # fail fast; resolved again at the end
-                    up.chunks_send = await _start_store(up, normalize_mime(content_type))
-                case PartData(data=data) if up.in_file:
-                    if not await up.forward(data):
-                        return
-                case PartEnd() if up.in_file:
-                    up.in_file = False
-                    up.close_chunks()
-                case PartStart(name=name):
-                    current_field = name
-                    up.fields[name] = ""
-                case PartData(data=data):
-                    up.field_bytes += len(data)
-                    if up.field_bytes > FORM_ROOM:
-                        raise InvalidRequest.field("body", current_field, "form fields too large")
-                    up.fields[current_field] += data.decode("utf-8", "replace")
-                case PartEnd():
-                    pass
-
-
-async def _body_chunks() -> AsyncGenerator[bytes, None]:
-    async for chunk in request.body:
-        if chunk:
-            yield chunk
-
-
-async def _start_store(up: _UploadRequest, mime: str) -> trio.MemorySendChannel[bytes]:
-    """Hand the upload actor a new StoreDocument; from here on it reads the file."""
-    st = state()
-    chunks_send, chunks_recv = trio.open_memory_channel[bytes](CHUNK_QUEUE)
-    form_send, form_recv = trio.open_memory_channel[UploadForm](1)
-    reply_send, reply_recv = trio.open_memory_channel[Any](1)
-    up.form_send, up.reply_recv = form_send, reply_recv
-    await st.vault.upload.send(
-        StoreDocument(
-            document_id=uuid4(),
-            declared_mime=mime,
-            chunks=chunks_recv,
-            form=form_recv,
-            correlation_id=correlation_id(),
-            reply=reply_send,
-        ),
-        deadline=st.deadline(),
-    )
-    return chunks_send
-
-
-async def _await_store(up: _UploadRequest) -> Document | VaultError | None:
-    if up.reply_recv is None:
-        return None
-    with up.reply_recv:
-        try:
-            result: Document | VaultError = await up.reply_recv.receive()
-        except trio.EndOfChannel:
-            return ActorCrashed("upload")
-    if isinstance(result, UploadAbandoned):
-        return None
-    return result
 
 
 # ---------------------------------------------------------------- verify
@@ -306,15 +44,16 @@ async def verify() -> Response:
     document_id = parse_uuid(_str_or_none(body.get("document_id")), "body", "document_id")
     named = parse_uuid(actor_raw, "body", "verifier_id", required=False)
     assert document_id is not None
-    doc = await load_document(document_id)
+    doc = await state().vault.reads.document(document_id)
     await authorize(actor, Action.VERIFY, doc, "verifier_id", named)
     st = state()
-    result: Document = await ask(
+    result = await ask(
         st.vault.verifier,
         lambda reply: VerifyDocument(document_id, actor, correlation_id(), reply),
         deadline=st.deadline(),
+        returns=Document,
     )
-    return ok(document_json(result))
+    return json_response(document_json(result))
 
 
 async def _json_body() -> dict[str, Any]:
@@ -388,15 +127,14 @@ async def list_documents(entity_id: str) -> Response:
         raise InvalidRequest.field("query", "limit", "must be between 1 and 1000")
     raw_cursor = request.args.get("cursor")
     after = decode_cursor(raw_cursor) if raw_cursor else None
-    backends = state().vault.backends
-    docs = await backends.in_db(
-        lambda: backends.store.list_documents(
-            entity, entity_type=entity_type, include_archived=include_archived,
-            limit=limit + 1, after=after,
-        )
+    docs = await state().vault.reads.documents(
+        entity, entity_type=entity_type, include_archived=include_archived,
+        limit=limit + 1, after=after,
     )
     next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
-    return ok({"documents": [document_json(d) for d in docs[:limit]], "next_cursor": next_cursor})
+    return json_response(
+        {"documents": [document_json(d) for d in docs[:limit]], "next_cursor": next_cursor}
+    )
 
 
 # ---------------------------------------------------------------- download
@@ -417,32 +155,20 @@ async def download(document_id: str) -> Response:
         except ValueError:
             raise InvalidRequest.field("query", "expires_in", "must be an integer") from None
     assert doc_id is not None
-    doc = await load_document(doc_id)
+    doc = await st.vault.reads.document(doc_id)
     await authorize(actor, Action.DOWNLOAD, doc, "requestor_id", named)
     if not 1 <= expires_in <= MAX_URL_EXPIRY_SECONDS:
         raise InvalidExpiry(
             f"expires_in must be between 1 and {MAX_URL_EXPIRY_SECONDS} seconds"
         )
-    backends = st.vault.backends
-    # The current version: what verification checks is what a download serves.
-    url = await backends.in_blobs(
-        lambda: backends.blobs.presign(
-            doc.storage_key, None, filename=doc.filename,
-            mime_type=doc.mime_type, expires_in=expires_in, document_id=doc.id,
-        )
+    issued = await st.vault.reads.download_url(
+        doc, actor, expires_in=expires_in, correlation_id=correlation_id()
     )
-    issued_at = utcnow()
-    expires_at = datetime.fromtimestamp(int(time.time()) + expires_in, UTC)
-    await backends.in_db(
-        backends.store.append_events,
-        [download_issued_event(doc, actor, expires_in, correlation_id(), issued_at)],
-    )
-    st.vault.audit_publisher.nudge()
-    return ok({
+    return json_response({
         "document_id": str(doc.id),
-        "download_url": url,
+        "download_url": issued.url,
         "expires_in_seconds": expires_in,
-        "expires_at": iso_response(expires_at),
+        "expires_at": iso_response(issued.expires_at),
     })
 
 
@@ -456,15 +182,16 @@ async def archive(document_id: str) -> Response:
     doc_id = parse_uuid(document_id, "path", "document_id")
     named = parse_uuid(actor_raw, "query", "archived_by", required=False)
     assert doc_id is not None
-    doc = await load_document(doc_id)
+    doc = await state().vault.reads.document(doc_id)
     await authorize(actor, Action.ARCHIVE, doc, "archived_by", named)
     st = state()
-    result: Archived = await ask(
+    result = await ask(
         st.vault.archiver,
         lambda reply: ArchiveDocument(doc_id, actor, correlation_id(), reply),
         deadline=st.deadline(),
+        returns=Archived,
     )
-    return ok({
+    return json_response({
         "document_id": str(result.document.id),
         "status": "archived",
         "archived_at": iso_response(result.document.archived_at),

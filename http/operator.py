@@ -4,30 +4,24 @@ and the signed blob URLs of the embedded store (the token is the credential)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import orjson
-import trio
 import yaml
 from quart import Blueprint, Response
 
 from vault.adapters.blobs.signing import InvalidToken
-from vault.domain.errors import BlobUnreadable, Forbidden, VaultError
+from vault.domain.errors import Forbidden
 from vault.domain.validation import content_disposition
 
 from .metrics import CONTENT_TYPE
 from .problems import problem
+from .responses import json_response
 from .state import state
 
 operator = Blueprint("operator", __name__)
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
 @operator.get("/healthz")
@@ -35,14 +29,14 @@ async def healthz() -> Response:
     actors = state().vault.health()
     healthy = all(h.healthy for h in actors)
     states = {h.name: h.state.value for h in actors}
-    return _json(
+    return json_response(
         {"status": "ok" if healthy else "degraded", "actors": states}, 200 if healthy else 503
     )
 
 
 @operator.get("/healthz/actors")
 async def healthz_actors() -> Response:
-    return _json({"actors": [h.snapshot() for h in state().vault.health()]})
+    return json_response({"actors": [h.snapshot() for h in state().vault.health()]})
 
 
 @operator.get("/healthz/actors/<name>")
@@ -50,37 +44,18 @@ async def healthz_actor(name: str) -> Response:
     health = state().vault.health_of(name)
     if health is None:
         return problem(404, "Not Found", f"No actor named {name!r}", "NOT_FOUND")
-    return _json(health.snapshot(), 200 if health.healthy else 503)
-
-
-READY_PROBE_SECONDS = 5.0
-
-
-async def _probe(check: Callable[[], None], limiter: trio.CapacityLimiter) -> str:
-    """"ok", or why not; a probe that hangs is abandoned after READY_PROBE_SECONDS."""
-    try:
-        with trio.fail_after(READY_PROBE_SECONDS):
-            await trio.to_thread.run_sync(check, limiter=limiter, abandon_on_cancel=True)
-    except VaultError as exc:
-        return exc.detail
-    except trio.TooSlowError:
-        return f"no answer within {READY_PROBE_SECONDS:g} s"
-    return "ok"
+    return json_response(health.snapshot(), 200 if health.healthy else 503)
 
 
 @operator.get("/readyz")
 async def readyz() -> Response:
     vault = state().vault
-    backends = vault.backends
-    checks = {
-        "database": await _probe(backends.store.ping, backends.db_limiter),
-        "blob_store": await _probe(backends.blobs.ping, backends.blob_limiter),
-    }
+    checks = await vault.reads.readiness()
     publishers = [vault.audit_publisher.mailbox.health, vault.alerter.mailbox.health]
     failed = [h.name for h in publishers if not h.healthy]
     checks["queues"] = "ok" if not failed else f"publisher not running: {', '.join(failed)}"
     ready = all(v == "ok" for v in checks.values())
-    return _json(
+    return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )
 
@@ -102,8 +77,8 @@ def openapi_document() -> dict[str, Any]:
 
 
 @operator.get("/openapi.json")
-async def openapi_json() -> Response:
-    return _json(openapi_document())
+async def openapijson_response() -> Response:
+    return json_response(openapi_document())
 
 
 @operator.get("/docs")
@@ -140,31 +115,11 @@ async def blob(token: str) -> Response:
         claims = st.signer.verify(token, time.time())
     except InvalidToken as exc:
         raise Forbidden(f"Download URL {exc.reason}") from None
-    backends = st.vault.backends
-    chunks: Iterator[bytes] = await backends.in_blobs(
-        backends.blobs.read, claims.key, claims.version_id
-    )
-    first = await backends.in_blobs(next, chunks, None)
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            while True:
-                chunk = await backends.in_blobs(next, chunks, None)
-                if chunk is None:
-                    return
-                yield chunk
-        except BlobUnreadable:
-            # Headers are gone already: cutting the connection is the only
-            # honest signal left that the body is incomplete.
-            raise
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                await backends.in_blobs(close)
-
-    response = Response(stream(), content_type=claims.mime_type)
+    # A missing or damaged object fails here, before any answer is sent; once
+    # the headers are gone, cutting the connection is the only honest signal
+    # left that the body is incomplete.
+    stream = await st.vault.reads.blob(claims.key, claims.version_id)
+    response = Response(stream, content_type=claims.mime_type)
     response.headers["Content-Disposition"] = content_disposition(claims.filename)
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -11,23 +11,27 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import attrs
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from actors.archiver import ArchiveDocument, ArchiveEntity
+from actors.archiver import Archived, ArchiveDocument, ArchiveEntity, EntityArchived
 from actors.deps import Backends
-from actors.runtime import Mailbox, ask
+from actors.runtime import Mailbox, Reply, ask
 from actors.system import Vault
-from actors.upload import StoreDocument, UploadForm
+from actors.upload import StoreDocument
 from actors.verifier import VerifyDocument
 from vault.domain.errors import DependencyUnavailable, VaultError
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.models import Actor, Document, DocumentType, EntityType, Role, utcnow
+from vault.domain.uploads import UploadForm
 from vault.ports import Delivery
+
+M = TypeVar("M")
+R = TypeVar("R")
 
 ASK_SECONDS = 10.0
 """How long a test waits for mailbox room before the actor counts as Busy."""
@@ -156,28 +160,31 @@ async def store_document(
     return await pending.result()
 
 
-async def _ask(mailbox: Mailbox[Any], make: Callable[[Any], Any]) -> Any:
+async def _ask(mailbox: Mailbox[M], make: Callable[[Reply[R]], M], returns: type[R]) -> R:
     """``ask`` with a bound on the whole wait, so a lost answer fails the test."""
     with trio.fail_after(ASK_SECONDS + ANSWER_SECONDS):
-        return await ask(mailbox, make, deadline=trio.current_time() + ASK_SECONDS)
+        return await ask(
+            mailbox, make, deadline=trio.current_time() + ASK_SECONDS, returns=returns
+        )
 
 
 async def verify(vault: Vault, document_id: UUID, actor: Actor | None = None) -> Document:
-    result: Document = await _ask(
+    return await _ask(
         vault.verifier,
         lambda reply: VerifyDocument(document_id, actor or a_user(Role.AUDITOR), "req-v", reply),
+        Document,
     )
-    return result
 
 
-async def archive(vault: Vault, document_id: UUID, actor: Actor | None = None) -> Any:
+async def archive(vault: Vault, document_id: UUID, actor: Actor | None = None) -> Archived:
     return await _ask(
         vault.archiver,
         lambda reply: ArchiveDocument(document_id, actor or a_user(), "req-a", reply),
+        Archived,
     )
 
 
-async def archive_entity(vault: Vault, entity_id: UUID, event_id: str) -> Any:
+async def archive_entity(vault: Vault, entity_id: UUID, event_id: str) -> EntityArchived:
     return await _ask(
         vault.archiver,
         lambda reply: ArchiveEntity(
@@ -188,6 +195,7 @@ async def archive_entity(vault: Vault, entity_id: UUID, event_id: str) -> Any:
             entity_type="issuer",
             reply=reply,
         ),
+        EntityArchived,
     )
 
 

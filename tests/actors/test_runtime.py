@@ -23,6 +23,7 @@ from actors.runtime import (
     ActorCrashed,
     ActorState,
     Mailbox,
+    Reply,
     RestartPolicy,
     ShuttingDown,
     answer,
@@ -53,7 +54,7 @@ class Job:
     """The one message the tiny actors take: answer with ``value``, or act on it."""
 
     value: str
-    reply: trio.MemorySendChannel[Any]
+    reply: Reply[str]
 
 
 class Boom(RuntimeError):
@@ -113,7 +114,7 @@ class Outcome:
 
 async def _ask_into(outcome: Outcome, mailbox: Mailbox[Job], value: str, deadline: float) -> None:
     try:
-        outcome.value = await ask(mailbox, partial(Job, value), deadline=deadline)
+        outcome.value = await ask(mailbox, partial(Job, value), deadline=deadline, returns=str)
     except VaultError as exc:
         outcome.error = exc
     finally:
@@ -121,10 +122,10 @@ async def _ask_into(outcome: Outcome, mailbox: Mailbox[Job], value: str, deadlin
         outcome.done.set()
 
 
-async def asked(mailbox: Mailbox[Job], value: str, *, deadline: float = math.inf) -> Any:
+async def asked(mailbox: Mailbox[Job], value: str, *, deadline: float = math.inf) -> str:
     """``ask`` for one job; a hang fails the test (at once, on the autojump clock)."""
     with trio.fail_after(HANG_SECONDS):
-        return await ask(mailbox, partial(Job, value), deadline=deadline)
+        return await ask(mailbox, partial(Job, value), deadline=deadline, returns=str)
 
 
 async def ask_soon(

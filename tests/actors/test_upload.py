@@ -12,7 +12,7 @@ import trio
 
 from actors.runtime import ActorState, RestartPolicy
 from actors.system import Sizing, Vault
-from actors.upload import UploadAbandoned, storage_key
+from actors.upload import UploadAbandoned
 from tests.actors.helpers import (
     archive,
     begin_upload,
@@ -35,6 +35,7 @@ from vault.domain.errors import (
     InvalidFileType,
 )
 from vault.domain.models import Document, DocumentStatus
+from vault.domain.uploads import storage_key
 
 SIZE_LIMIT = 4096
 CHUNK = 64 * 1024

@@ -25,7 +25,7 @@ from tests.http.helpers import (
 from tests.support import actor_headers, multipart_body, pdf_bytes, test_settings, upload_fields
 from vault.config import DEFAULT_ALLOWED_MIME_TYPES, Settings
 from vault.domain.models import Role
-from vault_http.documents import FORM_ROOM
+from vault_http.upload import FORM_ROOM
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 56
 
