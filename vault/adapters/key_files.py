@@ -16,6 +16,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from vault.adapters.folders import fsync_dir, make_private_dirs
 from vault.domain.errors import ConfigError
 
 _VARIABLE = "VAULT_DATA_DIR"
@@ -28,7 +29,8 @@ def load_or_create_key(path: Path, size: int = 32) -> bytes:
     except FileNotFoundError:
         pass
     try:
-        _make_private_dirs(path.parent)
+        for created in make_private_dirs(path.parent):
+            fsync_dir(created.parent)
         _publish_new_key(path, size)
         return _read_key(path, size)
     except OSError as exc:
@@ -60,31 +62,6 @@ def _publish_new_key(path: Path, size: int) -> None:
             os.link(tmp_name, path)
         except FileExistsError:
             return  # another process won the race; its key is the key
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
-
-
-def _make_private_dirs(folder: Path) -> None:
-    """Create ``folder`` and any missing parents with mode 0700."""
-    missing: list[Path] = []
-    current = folder
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        _fsync_dir(directory.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

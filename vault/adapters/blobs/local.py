@@ -33,7 +33,6 @@ tag, truncated, trailing bytes); writing, deleting and ``ping`` raise
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import tempfile
@@ -50,6 +49,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault.adapters.blobs.naming import check_key
 from vault.adapters.blobs.signing import DownloadClaims, UrlSigner
+from vault.adapters.folders import fsync_dir, make_private_dirs
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 
 MAGIC = b"DVB1"
@@ -84,8 +84,8 @@ class LocalBlobStore:
 
     def ping(self) -> None:
         try:
-            _make_dirs(self._tmp)
-            _make_dirs(self._objects)
+            make_private_dirs(self._tmp)
+            make_private_dirs(self._objects)
             fd, probe = tempfile.mkstemp(dir=self._tmp, prefix="ping-", suffix=".probe")
             try:
                 os.write(fd, b"ok")
@@ -102,7 +102,7 @@ class LocalBlobStore:
     def open_writer(self, key: str) -> LocalBlobWriter:
         target = self._path(key)
         try:
-            _make_dirs(self._tmp)
+            make_private_dirs(self._tmp)
             return LocalBlobWriter(self._tmp, target, key, self._master_key)
         except OSError as exc:
             raise BlobStoreUnavailable(f"cannot start writing {key}: {exc}") from exc
@@ -238,12 +238,12 @@ class LocalBlobWriter:
             self._emit(memoryview(self._buffer)[: self._filled], final=True)
             file.flush()
             os.fsync(file.fileno())
-            created = _make_dirs(self._target.parent)
+            created = make_private_dirs(self._target.parent)
             self._tmp_path.replace(self._target)
             replaced = True
-            _fsync_dir(self._target.parent)
+            fsync_dir(self._target.parent)
             for folder in created:
-                _fsync_dir(folder.parent)
+                fsync_dir(folder.parent)
         except OSError as exc:
             if replaced:
                 # Durability is unknown, so the caller is told the write failed:
@@ -336,32 +336,3 @@ def _read_frames(path: Path, key: str, master_key: bytes) -> Generator[bytes, No
         raise BlobUnreadable(f"blob {key} cannot be read: {exc}") from exc
     finally:
         file.close()
-
-
-def _make_dirs(folder: Path) -> list[Path]:
-    """Create ``folder`` and missing parents (mode 0700); returns those created."""
-    missing: list[Path] = []
-    current = folder
-    while not current.is_dir():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    created: list[Path] = []
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            if not directory.is_dir():
-                raise OSError(errno.ENOTDIR, "not a directory", str(directory)) from None
-            continue
-        created.append(directory)
-    return created
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,6 +1,9 @@
 """Pure row conversions shared by the SQL ``MetadataStore`` backends.
 
-Nothing here does I/O or knows a driver. Each decoder accepts either the
+Nothing here does I/O or knows a driver. ``document_values`` and
+``event_values`` give a row's values as plain Python (UUIDs, aware
+datetimes, enums, dicts for JSON), which each dialect binds its own way.
+Each decoder accepts either the
 text a store without native types keeps (SQLite: canonical UUID text, ISO
 8601 timestamps, JSON text) or the native value a driver such as psycopg
 returns (``UUID``, aware ``datetime``, parsed JSON), so one set of
@@ -15,8 +18,6 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
-
-import attrs
 
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
@@ -82,15 +83,44 @@ OUTBOX_COLUMNS: Final[tuple[str, ...]] = (
 """What ``outbox_row_from_row`` reads from ``outbox``."""
 
 
-def archived_copy(doc: Document, archived_by: uuid.UUID | None, at: datetime) -> Document:
-    """``doc`` as archiving it at ``at`` leaves it."""
-    return attrs.evolve(
-        doc,
-        status=DocumentStatus.ARCHIVED,
-        archived_by=archived_by,
-        archived_at=at,
-        updated_at=at,
-    )
+def document_values(doc: Document) -> dict[str, Any]:
+    """A ``documents`` row's values by column, as Python values for a dialect to bind."""
+    return {
+        "id": doc.id,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+        "entity_type": EntityType(doc.entity_type),
+        "entity_id": doc.entity_id,
+        "token_id": doc.token_id,
+        "document_type": DocumentType(doc.document_type),
+        "filename": doc.filename,
+        "mime_type": doc.mime_type,
+        "size_bytes": doc.size_bytes,
+        "storage_bucket": doc.storage_bucket,
+        "storage_key": doc.storage_key,
+        "storage_version_id": doc.storage_version_id,
+        "sha256_hash": doc.sha256_hash,
+        "hash_verified_at": doc.hash_verified_at,
+        "status": DocumentStatus(doc.status),
+        "on_chain_reference": doc.on_chain_reference,
+        "uploaded_by": doc.uploaded_by,
+        "verified_by": doc.verified_by,
+        "archived_by": doc.archived_by,
+        "archived_at": doc.archived_at,
+        "metadata": doc.metadata,
+    }
+
+
+def event_values(event: OutboxEvent) -> dict[str, Any]:
+    """An ``outbox`` insert's values by column (delivery columns take their defaults)."""
+    return {
+        "event_id": event.event_id,
+        "destination": Destination(event.destination),
+        "body": event.body,
+        "attributes": event.attributes,
+        "group_id": event.group_id,
+        "created_at": event.created_at,
+    }
 
 
 def as_uuid(value: Any) -> uuid.UUID:

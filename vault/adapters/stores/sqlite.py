@@ -1,60 +1,48 @@
 """The embedded ``MetadataStore``: one SQLite file, shared by threads and processes.
 
+The queries and methods are ``core.SqlMetadataStore``'s; this dialect adds
+what is SQLite's own.
+
 *Connections*: one per thread, made on first use and kept in a registry so
 ``close`` can release them all. Every connection runs in WAL mode with
 ``synchronous=FULL``, a 10 s busy timeout and foreign keys on.
 
-*Transactions*: every write is one ``BEGIN IMMEDIATE`` transaction, so writers
-queue on SQLite's write lock instead of failing half-way, and a read made
-inside the transaction cannot be overtaken by another writer, in this process
-or another one sharing the file. Any error rolls the transaction back.
+*Transactions*: every write, one statement or several, is one ``BEGIN
+IMMEDIATE`` transaction, so writers queue on SQLite's write lock instead of
+failing half-way, and a read made inside the transaction cannot be
+overtaken by another writer, in this process or another one sharing the
+file. That lock is also what serialises ledger appends and cascade
+batches: the core's ``_lock_ledger`` and ``_lock_cascade`` have nothing
+left to do here, and ``{for_update}`` / ``{skip_locked}`` are empty. Any
+error rolls the transaction back.
 
-*Errors*: no ``sqlite3`` exception leaves a public method. Driver errors
-become ``StoreUnavailable``; the duplicate guard raises ``DuplicateDocument``.
+*Errors*: no ``sqlite3`` exception leaves a public method; driver errors
+become ``StoreUnavailable``.
 
 *Encoding*: UUIDs are lowercase canonical text, timestamps ISO 8601 UTC text
 with microseconds (fixed width, so text order is time order), JSON as text.
-
-The row conversions (text or native values to the domain's types) are
-``vault.adapters.stores.rows``, shared with the PostgreSQL store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
-
-from vault.adapters.stores.rows import (
-    DOCUMENT_COLUMNS,
-    LEDGER_COLUMNS,
-    OUTBOX_COLUMNS,
-    archived_copy,
-    as_optional_datetime,
-    as_uuid,
-    document_from_row,
-    ledger_entry_from_row,
-    outbox_row_from_row,
-)
-from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
-from vault.domain.events import Destination, OutboxEvent, OutboxRow
-from vault.domain.ledger import entry_hash_from_reference, next_entry
-from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
-from vault.ports import CascadeBatch, EventsFor, MetadataStore, OutboxStats, PageCursor
+from vault.adapters.stores.core import SqlMetadataStore
+from vault.adapters.stores.sql import Session
+from vault.domain.errors import StoreUnavailable
+from vault.ports import MetadataStore
 
 BUSY_TIMEOUT_SECONDS: Final = 10.0
 SCHEMA_VERSION: Final = 1
-
-# Keeps ``WHERE id IN (...)`` well under SQLite's bound-parameter limit.
-_MAX_IDS_PER_STATEMENT: Final = 500
 
 _NOW_TEXT: Final = "(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'))"
 
@@ -177,25 +165,39 @@ _SCHEMA: Final[tuple[str, ...]] = (
     """,
 )
 
-_DOCUMENT_SELECT: Final = f"SELECT {', '.join(DOCUMENT_COLUMNS)} FROM documents"
-_DOCUMENT_INSERT: Final = (
-    f"INSERT INTO documents ({', '.join(DOCUMENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in DOCUMENT_COLUMNS)})"
-)
-_LEDGER_SELECT: Final = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries"
-_OUTBOX_SELECT: Final = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"
-_OUTBOX_INSERT: Final = (
-    "INSERT INTO outbox (event_id, destination, body, attributes, group_id, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
+
+class SQLiteDialect:
+    """SQLite's spelling: ``:name`` placeholders, values as text."""
+
+    name = "sqlite"
+    fragments: Mapping[str, str] = {"for_update": "", "skip_locked": ""}
+
+    def placeholder(self, name: str) -> str:
+        return f":{name}"
+
+    def escape(self, sql: str) -> str:
+        return sql
+
+    def encode(self, value: object) -> object:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, uuid.UUID):
+            return encode_uuid(value)
+        if isinstance(value, datetime):
+            return encode_timestamp(value)
+        if isinstance(value, Mapping):
+            return encode_json(value)
+        return value
 
 
-class SQLiteMetadataStore:
+class SQLiteMetadataStore(SqlMetadataStore):
     """``MetadataStore`` on one SQLite file.
 
     Safe to call from any number of threads at once, and from several
     processes sharing the file (the write lock serialises their transactions).
     """
+
+    dialect = SQLiteDialect()
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -211,7 +213,7 @@ class SQLiteMetadataStore:
 
     def migrate(self) -> None:
         """Create or upgrade the schema; safe to run any number of times, at once."""
-        with _sqlite_errors("migrate"), self._transaction() as conn:
+        with _sqlite_errors("migrate"), self._begin_immediate() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
             newly_applied = conn.execute(
@@ -243,322 +245,26 @@ class SQLiteMetadataStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    # -- documents -------------------------------------------------------
+    # -- the core's hooks ----------------------------------------------------
 
-    def find_active_duplicate(self, entity_id: uuid.UUID, sha256_hash: str) -> uuid.UUID | None:
-        with _sqlite_errors("find_active_duplicate"):
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT id FROM documents"
-                    " WHERE entity_id = ? AND sha256_hash = ? AND status != 'archived'"
-                    " ORDER BY created_at, id LIMIT 1",
-                    (encode_uuid(entity_id), sha256_hash),
-                )
-                .fetchone()
-            )
-        return None if row is None else as_uuid(row["id"])
+    @contextlib.contextmanager
+    def _reading(self, operation: str) -> Iterator[Session]:
+        with _sqlite_errors(operation):
+            yield Session(self._connection().cursor(), self.dialect)
 
-    def record_upload(self, doc: Document, events: EventsFor, *, unique_hash: bool) -> Document:
-        """Register ``doc`` with its ledger entry and events, in one transaction.
+    def _statement(self, operation: str) -> contextlib.AbstractContextManager[Session]:
+        return self._transaction(operation)
 
-        With ``unique_hash`` the claim row is the guard: its primary key
-        admits one live document per (entity_id, sha256_hash) whatever the
-        interleaving. A live duplicate without a claim (uploaded while the
-        guard was off) is refused as well.
-        """
-        with _sqlite_errors("record_upload"), self._transaction() as conn:
-            if unique_hash:
-                self._claim_hash(conn, doc)
-            head = conn.execute(f"{_LEDGER_SELECT} ORDER BY seq DESC LIMIT 1").fetchone()
-            previous = None if head is None else ledger_entry_from_row(head)
-            entry = next_entry(previous, doc.id, doc.sha256_hash, doc.created_at)
-            stored = attrs.evolve(doc, on_chain_reference=entry.reference)
-            conn.execute(
-                "INSERT INTO ledger_entries"
-                " (seq, entry_hash, prev_hash, document_id, sha256_hash, registered_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    entry.seq,
-                    entry.entry_hash,
-                    entry.prev_hash,
-                    encode_uuid(entry.document_id),
-                    entry.sha256_hash,
-                    encode_timestamp(entry.registered_at),
-                ),
-            )
-            conn.execute(_DOCUMENT_INSERT, _document_params(stored))
-            _insert_events(conn, events(stored))
-        return stored
+    @contextlib.contextmanager
+    def _transaction(self, operation: str) -> Iterator[Session]:
+        with _sqlite_errors(operation), self._begin_immediate() as conn:
+            yield Session(conn.cursor(), self.dialect)
 
-    def get_document(self, document_id: uuid.UUID) -> Document:
-        with _sqlite_errors("get_document"):
-            return _load_document(self._connection(), document_id)
+    def _lock_ledger(self, db: Session) -> None:
+        """Nothing to take: ``BEGIN IMMEDIATE`` holds the only write lock."""
 
-    def list_documents(
-        self,
-        entity_id: uuid.UUID,
-        *,
-        entity_type: EntityType | None,
-        include_archived: bool,
-        limit: int,
-        after: PageCursor | None,
-    ) -> list[Document]:
-        if limit < 1:
-            raise ValueError(f"limit must be positive, got {limit}")
-        clauses = ["entity_id = ?"]
-        params: list[Any] = [encode_uuid(entity_id)]
-        if entity_type is not None:
-            clauses.append("entity_type = ?")
-            params.append(EntityType(entity_type).value)
-        if not include_archived:
-            clauses.append("status != 'archived'")
-        if after is not None:
-            created_at = encode_timestamp(after.created_at)
-            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [created_at, created_at, encode_uuid(after.document_id)]
-        params.append(limit)
-        sql = (
-            f"{_DOCUMENT_SELECT} WHERE {' AND '.join(clauses)}"
-            " ORDER BY created_at DESC, id DESC LIMIT ?"
-        )
-        with _sqlite_errors("list_documents"):
-            rows = self._connection().execute(sql, params).fetchall()
-        return [document_from_row(row) for row in rows]
-
-    # -- ledger ----------------------------------------------------------
-
-    def ledger_entry(self, reference: str) -> LedgerEntry | None:
-        entry_hash = entry_hash_from_reference(reference)
-        if entry_hash is None:
-            return None
-        with _sqlite_errors("ledger_entry"):
-            row = (
-                self._connection()
-                .execute(f"{_LEDGER_SELECT} WHERE entry_hash = ?", (entry_hash,))
-                .fetchone()
-            )
-        return None if row is None else ledger_entry_from_row(row)
-
-    def ledger_predecessor(self, entry: LedgerEntry) -> LedgerEntry | None:
-        if entry.seq <= 1:
-            return None
-        with _sqlite_errors("ledger_predecessor"):
-            row = (
-                self._connection()
-                .execute(f"{_LEDGER_SELECT} WHERE seq = ?", (entry.seq - 1,))
-                .fetchone()
-            )
-        return None if row is None else ledger_entry_from_row(row)
-
-    # -- state changes ---------------------------------------------------
-
-    def record_verification(
-        self,
-        document_id: uuid.UUID,
-        *,
-        status: DocumentStatus,
-        verified_by: uuid.UUID | None,
-        verified_at: datetime,
-        events: EventsFor,
-    ) -> Document:
-        status = DocumentStatus(status)
-        if status not in (DocumentStatus.VERIFIED, DocumentStatus.MISMATCH):
-            raise ValueError(f"a verification ends verified or mismatch, not {status}")
-        with _sqlite_errors("record_verification"), self._transaction() as conn:
-            current = _load_document(conn, document_id)
-            updated = attrs.evolve(
-                current,
-                status=DocumentStatus.ARCHIVED if current.is_archived else status,
-                verified_by=verified_by,
-                hash_verified_at=verified_at,
-                updated_at=verified_at,
-            )
-            conn.execute(
-                "UPDATE documents SET status = ?, verified_by = ?, hash_verified_at = ?,"
-                " updated_at = ? WHERE id = ?",
-                (
-                    updated.status.value,
-                    encode_optional_uuid(verified_by),
-                    encode_timestamp(verified_at),
-                    encode_timestamp(verified_at),
-                    encode_uuid(document_id),
-                ),
-            )
-            _insert_events(conn, events(updated))
-        return updated
-
-    def archive_document(
-        self,
-        document_id: uuid.UUID,
-        *,
-        archived_by: uuid.UUID | None,
-        archived_at: datetime,
-        events: EventsFor,
-    ) -> tuple[Document, bool]:
-        with _sqlite_errors("archive_document"), self._transaction() as conn:
-            current = _load_document(conn, document_id)
-            if current.is_archived:
-                return current, False
-            updated = archived_copy(current, archived_by, archived_at)
-            conn.execute(
-                "UPDATE documents SET status = 'archived', archived_by = ?, archived_at = ?,"
-                " updated_at = ? WHERE id = ?",
-                (
-                    encode_optional_uuid(archived_by),
-                    encode_timestamp(archived_at),
-                    encode_timestamp(archived_at),
-                    encode_uuid(document_id),
-                ),
-            )
-            conn.execute(
-                "DELETE FROM document_hash_claims WHERE document_id = ?",
-                (encode_uuid(document_id),),
-            )
-            _insert_events(conn, events(updated))
-        return updated, True
-
-    def archive_entity(
-        self,
-        *,
-        event_id: str,
-        source: str,
-        action: str,
-        entity_id: uuid.UUID,
-        entity_type: str,
-        archived_at: datetime,
-        events: EventsFor,
-        batch_size: int,
-    ) -> CascadeBatch | None:
-        """One batch of the cascade; ``BEGIN IMMEDIATE`` serialises every writer.
-
-        The write lock is held for the whole batch, so ``batch_size`` bounds
-        how long uploads and other writers wait behind a cascade.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        entity = encode_uuid(entity_id)
-        with _sqlite_errors("archive_entity"), self._transaction() as conn:
-            seen = conn.execute(
-                "SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)
-            ).fetchone()
-            if seen is not None:
-                return None
-            at = encode_timestamp(archived_at)
-            batch = [
-                archived_copy(document_from_row(row), None, archived_at)
-                for row in conn.execute(
-                    f"{_DOCUMENT_SELECT} WHERE entity_id = ? AND status != 'archived'"
-                    " ORDER BY created_at, id LIMIT ?",
-                    (entity, batch_size),
-                )
-            ]
-            ids = [(encode_uuid(doc.id),) for doc in batch]
-            conn.executemany(
-                "UPDATE documents SET status = 'archived', archived_by = NULL,"
-                " archived_at = ?, updated_at = ? WHERE id = ?",
-                [(at, at, doc_id) for (doc_id,) in ids],
-            )
-            # Only the claims of the documents archived here; the entity's
-            # other live documents keep their guard until their batch.
-            conn.executemany("DELETE FROM document_hash_claims WHERE document_id = ?", ids)
-            # One statement for the whole batch's events (one round trip).
-            _insert_events(conn, [event for doc in batch for event in events(doc)])
-            left = conn.execute(
-                "SELECT 1 FROM documents WHERE entity_id = ? AND status != 'archived' LIMIT 1",
-                (entity,),
-            ).fetchone()
-            if left is None:
-                conn.execute(
-                    "INSERT INTO processed_events"
-                    " (id, created_at, updated_at, event_id, source, action, entity_id,"
-                    " entity_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (encode_uuid(uuid.uuid4()), at, at, event_id, source, action, entity,
-                     entity_type),
-                )
-        return CascadeBatch(archived=len(batch), finished=left is None)
-
-    # -- outbox ----------------------------------------------------------
-
-    def append_events(self, events: Sequence[OutboxEvent]) -> None:
-        if not events:
-            return
-        with _sqlite_errors("append_events"), self._transaction() as conn:
-            _insert_events(conn, events)
-
-    def claim_outbox(
-        self, destinations: Sequence[Destination], limit: int, now: datetime, lease_seconds: float
-    ) -> list[OutboxRow]:
-        if not destinations or limit < 1:
-            return []
-        wanted = [Destination(d).value for d in destinations]
-        now_text = encode_timestamp(now)
-        leased_until = encode_timestamp(now + timedelta(seconds=lease_seconds))
-        with _sqlite_errors("claim_outbox"), self._transaction() as conn:
-            rows = conn.execute(
-                f"{_OUTBOX_SELECT}"
-                " WHERE delivered_at IS NULL AND parked_at IS NULL"
-                f" AND destination IN ({_placeholders(len(wanted))})"
-                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-                " AND (leased_until IS NULL OR leased_until <= ?)"
-                " ORDER BY id LIMIT ?",
-                (*wanted, now_text, now_text, limit),
-            ).fetchall()
-            claimed = [outbox_row_from_row(row) for row in rows]
-            for chunk in _chunks([row.id for row in claimed]):
-                conn.execute(
-                    f"UPDATE outbox SET leased_until = ? WHERE id IN ({_placeholders(len(chunk))})",
-                    (leased_until, *chunk),
-                )
-        return claimed
-
-    def mark_delivered(self, row_ids: Sequence[int], at: datetime) -> None:
-        if not row_ids:
-            return
-        delivered_at = encode_timestamp(at)
-        with _sqlite_errors("mark_delivered"), self._transaction() as conn:
-            for chunk in _chunks(row_ids):
-                conn.execute(
-                    "UPDATE outbox SET delivered_at = ?, leased_until = NULL"
-                    f" WHERE id IN ({_placeholders(len(chunk))})",
-                    (delivered_at, *chunk),
-                )
-
-    def mark_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
-        with _sqlite_errors("mark_failed"), self._transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
-                " next_attempt_at = ?, leased_until = NULL WHERE id = ?",
-                (error, encode_timestamp(retry_at), row_id),
-            )
-
-    def park(self, row_id: int, error: str, at: datetime) -> None:
-        """Set a row aside for good; its ``attempts`` count is left as it was."""
-        with _sqlite_errors("park"), self._transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET parked_at = ?, last_error = ?, leased_until = NULL WHERE id = ?",
-                (encode_timestamp(at), error, row_id),
-            )
-
-    def outbox_stats(self, destination: Destination) -> OutboxStats:
-        wanted = Destination(destination).value
-        with _sqlite_errors("outbox_stats"):
-            conn = self._connection()
-            pending = conn.execute(
-                "SELECT count(*) AS pending, min(created_at) AS oldest FROM outbox"
-                " WHERE destination = ? AND delivered_at IS NULL AND parked_at IS NULL",
-                (wanted,),
-            ).fetchone()
-            parked = conn.execute(
-                "SELECT count(*) AS parked FROM outbox"
-                " WHERE destination = ? AND parked_at IS NOT NULL",
-                (wanted,),
-            ).fetchone()
-        return OutboxStats(
-            pending=int(pending["pending"]),
-            parked=int(parked["parked"]),
-            oldest_pending_at=as_optional_datetime(pending["oldest"]),
-        )
+    def _lock_cascade(self, db: Session, event_id: str) -> None:
+        """Nothing to take: ``BEGIN IMMEDIATE`` holds the only write lock."""
 
     # -- connections -----------------------------------------------------
 
@@ -613,7 +319,7 @@ class SQLiteMetadataStore:
             conn.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _begin_immediate(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
@@ -627,31 +333,6 @@ class SQLiteMetadataStore:
             except sqlite3.Error:
                 self._discard_connection(conn)
             raise
-
-    def _claim_hash(self, conn: sqlite3.Connection, doc: Document) -> None:
-        entity_id = encode_uuid(doc.entity_id)
-        claimed = conn.execute(
-            "INSERT INTO document_hash_claims (entity_id, sha256_hash, document_id)"
-            " VALUES (?, ?, ?) ON CONFLICT (entity_id, sha256_hash) DO NOTHING",
-            (entity_id, doc.sha256_hash, encode_uuid(doc.id)),
-        ).rowcount
-        if not claimed:
-            holder = conn.execute(
-                "SELECT document_id FROM document_hash_claims"
-                " WHERE entity_id = ? AND sha256_hash = ?",
-                (entity_id, doc.sha256_hash),
-            ).fetchone()
-            if holder is None:
-                raise StoreUnavailable("duplicate guard conflict without a claim holder")
-            raise DuplicateDocument(as_uuid(holder["document_id"]))
-        unguarded = conn.execute(
-            "SELECT id FROM documents"
-            " WHERE entity_id = ? AND sha256_hash = ? AND status != 'archived'"
-            " ORDER BY created_at, id LIMIT 1",
-            (entity_id, doc.sha256_hash),
-        ).fetchone()
-        if unguarded is not None:
-            raise DuplicateDocument(as_uuid(unguarded["id"]))
 
 
 if TYPE_CHECKING:
@@ -671,75 +352,12 @@ def _mapping_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, A
     return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
 
 
-def _load_document(conn: sqlite3.Connection, document_id: uuid.UUID) -> Document:
-    row = conn.execute(f"{_DOCUMENT_SELECT} WHERE id = ?", (encode_uuid(document_id),)).fetchone()
-    if row is None:
-        raise DocumentNotFound(document_id)
-    return document_from_row(row)
-
-
-def _insert_events(conn: sqlite3.Connection, events: Iterable[OutboxEvent]) -> None:
-    conn.executemany(_OUTBOX_INSERT, [_event_params(event) for event in events])
-
-
-def _document_params(doc: Document) -> tuple[Any, ...]:
-    values = {
-        "id": encode_uuid(doc.id),
-        "created_at": encode_timestamp(doc.created_at),
-        "updated_at": encode_timestamp(doc.updated_at),
-        "entity_type": EntityType(doc.entity_type).value,
-        "entity_id": encode_uuid(doc.entity_id),
-        "token_id": doc.token_id,
-        "document_type": DocumentType(doc.document_type).value,
-        "filename": doc.filename,
-        "mime_type": doc.mime_type,
-        "size_bytes": doc.size_bytes,
-        "storage_bucket": doc.storage_bucket,
-        "storage_key": doc.storage_key,
-        "storage_version_id": doc.storage_version_id,
-        "sha256_hash": doc.sha256_hash,
-        "hash_verified_at": encode_optional_timestamp(doc.hash_verified_at),
-        "status": DocumentStatus(doc.status).value,
-        "on_chain_reference": doc.on_chain_reference,
-        "uploaded_by": encode_uuid(doc.uploaded_by),
-        "verified_by": encode_optional_uuid(doc.verified_by),
-        "archived_by": encode_optional_uuid(doc.archived_by),
-        "archived_at": encode_optional_timestamp(doc.archived_at),
-        "metadata": None if doc.metadata is None else encode_json(doc.metadata),
-    }
-    return tuple(values[column] for column in DOCUMENT_COLUMNS)
-
-
-def _event_params(event: OutboxEvent) -> tuple[Any, ...]:
-    return (
-        encode_uuid(event.event_id),
-        Destination(event.destination).value,
-        encode_json(event.body),
-        encode_json(event.attributes),
-        event.group_id,
-        encode_timestamp(event.created_at),
-    )
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), _MAX_IDS_PER_STATEMENT):
-        yield ids[start : start + _MAX_IDS_PER_STATEMENT]
-
-
 # -- encoding: this module's text representation --------------------------
 
 
 def encode_uuid(value: uuid.UUID) -> str:
     """Lowercase canonical form (what ``str(UUID)`` gives)."""
     return str(value)
-
-
-def encode_optional_uuid(value: uuid.UUID | None) -> str | None:
-    return None if value is None else encode_uuid(value)
 
 
 def encode_timestamp(moment: datetime) -> str:
@@ -751,10 +369,6 @@ def encode_timestamp(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"timestamps must be timezone-aware, got {moment!r}")
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def encode_optional_timestamp(moment: datetime | None) -> str | None:
-    return None if moment is None else encode_timestamp(moment)
 
 
 def encode_json(value: Mapping[str, Any]) -> str:

@@ -1,0 +1,352 @@
+"""The ``MetadataStore`` written once: every query and method both SQL dialects share.
+
+``SqlMetadataStore`` holds the statements (``Q``, with ``$name``
+parameters) and the methods of the ``MetadataStore`` Protocol. A dialect
+subclass (``sqlite.py``, ``postgres.py``) supplies what truly differs:
+connections, how a transaction starts, the schema and its migrations, the
+locks that serialise writers across processes, a few fragments
+(``{for_update}``, ``{skip_locked}``) and how values are bound.
+
+*Transactions*, as a dialect provides them:
+
+- ``_reading``: plain reads, each a statement of its own;
+- ``_statement``: a write that is one statement (it commits by itself);
+- ``_transaction``: several statements that commit together or not at all,
+  rolled back on any error, including one raised by the caller's event
+  builder.
+
+*Locking*, where the reasoning lives in the query it protects:
+
+- the duplicate guard is the primary key of ``document_hash_claims``;
+- ledger appends call ``_lock_ledger`` before reading the chain's head
+  (SQLite: the transaction's write lock already serialises every writer;
+  PostgreSQL: a transaction-level advisory lock);
+- cascade batches of one event call ``_lock_cascade`` before checking
+  ``processed_events``;
+- a row a transaction is about to change is read ``{for_update}``, and
+  outbox rows are claimed ``{skip_locked}`` (both empty on SQLite).
+
+*Domain rules* are not decided here: what a verification or an archive
+does to a document is ``vault.domain.lifecycle``; the store applies it
+inside the transaction and writes the events the caller builds.
+
+*Errors*: each dialect maps its driver's errors to ``StoreUnavailable`` in
+the contexts above; ``DocumentNotFound`` and ``DuplicateDocument`` are
+raised here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Final
+
+import attrs
+
+from vault.adapters.stores import queries as q
+from vault.adapters.stores.rows import (
+    as_optional_datetime,
+    as_uuid,
+    document_from_row,
+    document_values,
+    event_values,
+    ledger_entry_from_row,
+    outbox_row_from_row,
+)
+from vault.adapters.stores.sql import Dialect, Session, chunks
+from vault.domain import lifecycle
+from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
+from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.ledger import entry_hash_from_reference, next_entry
+from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
+from vault.ports import CascadeBatch, EventsFor, OutboxStats, PageCursor
+
+MAX_IDS_PER_STATEMENT: Final = 500
+"""Keeps ``id IN (...)`` well under SQLite's bound-parameter limit."""
+
+CLAIM_ATTEMPTS: Final = 3
+"""How often a duplicate claim is retried when its holder vanished (was archived)
+between the conflict and the look-up."""
+
+
+class SqlMetadataStore:
+    """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
+
+    dialect: Dialect
+
+    # -- what a dialect supplies -------------------------------------------
+
+    def _reading(self, operation: str) -> AbstractContextManager[Session]:
+        """A session for plain reads; driver errors become ``StoreUnavailable``."""
+        raise NotImplementedError
+
+    def _statement(self, operation: str) -> AbstractContextManager[Session]:
+        """A session for writes that are one statement each."""
+        raise NotImplementedError
+
+    def _transaction(self, operation: str) -> AbstractContextManager[Session]:
+        """A session whose statements commit together, rolled back on any error."""
+        raise NotImplementedError
+
+    def _lock_ledger(self, db: Session) -> None:
+        """Hold the ledger's head until commit, against every other writer."""
+        raise NotImplementedError
+
+    def _lock_cascade(self, db: Session, event_id: str) -> None:
+        """Hold ``event_id``'s cascade until commit, against every other delivery."""
+        raise NotImplementedError
+
+    # -- documents ---------------------------------------------------------
+
+    def find_active_duplicate(self, entity_id: uuid.UUID, sha256_hash: str) -> uuid.UUID | None:
+        with self._reading("find_active_duplicate") as db:
+            row = db.one(q.LIVE_TWIN, entity_id=entity_id, sha256_hash=sha256_hash)
+        return None if row is None else as_uuid(row["id"])
+
+    def record_upload(self, doc: Document, events: EventsFor, *, unique_hash: bool) -> Document:
+        """Register ``doc`` with its ledger entry and events, in one transaction.
+
+        With ``unique_hash`` the claim row is the guard: its primary key
+        admits one live document per (entity_id, sha256_hash) whatever the
+        interleaving, across processes. A live duplicate without a claim
+        (uploaded while the guard was off) is refused as well.
+        """
+        with self._transaction("record_upload") as db:
+            if unique_hash:
+                _claim_hash(db, doc)
+            # The head must be read by a statement that starts after the lock
+            # is granted: in READ COMMITTED each statement takes its snapshot
+            # when it starts, so reading in the locking statement could miss
+            # the entry the previous holder just committed. Pipelined, the two
+            # statements still run one after the other, in one round trip.
+            with db.pipeline():
+                self._lock_ledger(db)
+                head = db.one(q.LEDGER_HEAD)
+            previous = None if head is None else ledger_entry_from_row(head)
+            entry = next_entry(previous, doc.id, doc.sha256_hash, doc.created_at)
+            stored = attrs.evolve(doc, on_chain_reference=entry.reference)
+            outbox = events(stored)
+            # The lock is held until commit: its writes go in one round trip.
+            with db.pipeline():
+                db.execute(q.LEDGER_INSERT, **attrs.asdict(entry))
+                db.execute(q.DOCUMENT_INSERT, **document_values(stored))
+                _insert_events(db, outbox)
+        return stored
+
+    def get_document(self, document_id: uuid.UUID) -> Document:
+        with self._reading("get_document") as db:
+            return _load_document(db, document_id)
+
+    def list_documents(
+        self,
+        entity_id: uuid.UUID,
+        *,
+        entity_type: EntityType | None,
+        include_archived: bool,
+        limit: int,
+        after: PageCursor | None,
+    ) -> list[Document]:
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        params: dict[str, object] = {"entity_id": entity_id, "limit": limit}
+        if entity_type is not None:
+            params["entity_type"] = EntityType(entity_type)
+        if after is not None:
+            params["after_created_at"] = after.created_at
+            params["after_id"] = after.document_id
+        query = q.page_query(entity_type is not None, include_archived, after is not None)
+        with self._reading("list_documents") as db:
+            rows = db.all(query, **params)
+        return [document_from_row(row) for row in rows]
+
+    # -- ledger --------------------------------------------------------------
+
+    def ledger_entry(self, reference: str) -> LedgerEntry | None:
+        entry_hash = entry_hash_from_reference(reference)
+        if entry_hash is None:
+            return None
+        with self._reading("ledger_entry") as db:
+            row = db.one(q.LEDGER_BY_HASH, entry_hash=entry_hash)
+        return None if row is None else ledger_entry_from_row(row)
+
+    def ledger_predecessor(self, entry: LedgerEntry) -> LedgerEntry | None:
+        if entry.seq <= 1:
+            return None
+        with self._reading("ledger_predecessor") as db:
+            row = db.one(q.LEDGER_BY_SEQ, seq=entry.seq - 1)
+        return None if row is None else ledger_entry_from_row(row)
+
+    # -- state changes -------------------------------------------------------
+
+    def record_verification(
+        self,
+        document_id: uuid.UUID,
+        *,
+        status: DocumentStatus,
+        verified_by: uuid.UUID | None,
+        verified_at: datetime,
+        events: EventsFor,
+    ) -> Document:
+        status = DocumentStatus(status)
+        with self._transaction("record_verification") as db:
+            current = _load_document(db, document_id, for_update=True)
+            updated = lifecycle.verified(current, status, verified_by, verified_at)
+            db.execute(
+                q.VERIFICATION,
+                status=updated.status,
+                verified_by=verified_by,
+                at=verified_at,
+                id=document_id,
+            )
+            _insert_events(db, events(updated))
+        return updated
+
+    def archive_document(
+        self,
+        document_id: uuid.UUID,
+        *,
+        archived_by: uuid.UUID | None,
+        archived_at: datetime,
+        events: EventsFor,
+    ) -> tuple[Document, bool]:
+        with self._transaction("archive_document") as db:
+            current = _load_document(db, document_id, for_update=True)
+            updated = lifecycle.archived(current, archived_by, archived_at)
+            if updated is None:
+                return current, False
+            db.execute(q.ARCHIVE, archived_by=archived_by, at=archived_at, id=document_id)
+            db.execute(q.CLAIM_RELEASE, document_id=document_id)
+            _insert_events(db, events(updated))
+        return updated, True
+
+    def archive_entity(
+        self,
+        *,
+        event_id: str,
+        source: str,
+        action: str,
+        entity_id: uuid.UUID,
+        entity_type: str,
+        archived_at: datetime,
+        events: EventsFor,
+        batch_size: int,
+    ) -> CascadeBatch | None:
+        """One batch of the cascade, in one transaction.
+
+        Batches of one event run one at a time, in any process: a
+        concurrent delivery waits in ``_lock_cascade``, then its next
+        statement sees what the holder committed. On SQLite the write lock
+        is held for the whole batch, so ``batch_size`` also bounds how long
+        uploads and other writers wait behind a cascade.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        with self._transaction("archive_entity") as db:
+            self._lock_cascade(db, event_id)
+            if db.one(q.PROCESSED, event_id=event_id) is not None:
+                return None
+            archived = sorted(
+                (
+                    document_from_row(row)
+                    for row in db.all(
+                        q.ARCHIVE_BATCH, at=archived_at, entity_id=entity_id, limit=batch_size
+                    )
+                ),
+                key=lambda d: (d.created_at, d.id),
+            )
+            # Only the claims of the documents archived here; the entity's
+            # other live documents keep their guard until their batch.
+            db.many(q.CLAIM_RELEASE, [{"document_id": doc.id} for doc in archived])
+            _insert_events(db, [event for doc in archived for event in events(doc)])
+            finished = db.one(q.LIVE_LEFT, entity_id=entity_id) is None
+            if finished:
+                db.execute(
+                    q.MARK_PROCESSED,
+                    id=uuid.uuid4(),
+                    at=archived_at,
+                    event_id=event_id,
+                    source=source,
+                    action=action,
+                    entity_id=str(entity_id),
+                    entity_type=entity_type,
+                )
+        return CascadeBatch(archived=len(archived), finished=finished)
+
+    # -- outbox --------------------------------------------------------------
+
+    def append_events(self, events: Sequence[OutboxEvent]) -> None:
+        if not events:
+            return
+        with self._transaction("append_events") as db:
+            _insert_events(db, events)
+
+    def claim_outbox(
+        self, destinations: Sequence[Destination], limit: int, now: datetime, lease_seconds: float
+    ) -> list[OutboxRow]:
+        if not destinations or limit < 1:
+            return []
+        with self._statement("claim_outbox") as db:
+            rows = db.all(
+                q.CLAIM_OUTBOX,
+                destinations=[Destination(d) for d in destinations],
+                now=now,
+                limit=limit,
+                leased_until=now + timedelta(seconds=lease_seconds),
+            )
+        return sorted((outbox_row_from_row(row) for row in rows), key=lambda r: r.id)
+
+    def mark_delivered(self, row_ids: Sequence[int], at: datetime) -> None:
+        if not row_ids:
+            return
+        with self._statement("mark_delivered") as db:
+            for chunk in chunks(row_ids, MAX_IDS_PER_STATEMENT):
+                db.execute(q.MARK_DELIVERED, at=at, ids=list(chunk))
+
+    def mark_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
+        with self._statement("mark_failed") as db:
+            db.execute(q.MARK_FAILED, error=error, retry_at=retry_at, id=row_id)
+
+    def park(self, row_id: int, error: str, at: datetime) -> None:
+        """Set a row aside for good; its ``attempts`` count is left as it was."""
+        with self._statement("park") as db:
+            db.execute(q.PARK, at=at, error=error, id=row_id)
+
+    def outbox_stats(self, destination: Destination) -> OutboxStats:
+        with self._reading("outbox_stats") as db:
+            row = db.one(q.OUTBOX_STATS, destination=Destination(destination))
+        if row is None:
+            raise StoreUnavailable("outbox_stats returned no row")
+        return OutboxStats(
+            pending=int(row["pending"]),
+            parked=int(row["parked"]),
+            oldest_pending_at=as_optional_datetime(row["oldest"]),
+        )
+
+
+def _load_document(db: Session, document_id: uuid.UUID, *, for_update: bool = False) -> Document:
+    row = db.one(q.DOCUMENT_FOR_UPDATE if for_update else q.DOCUMENT, id=document_id)
+    if row is None:
+        raise DocumentNotFound(document_id)
+    return document_from_row(row)
+
+
+def _claim_hash(db: Session, doc: Document) -> None:
+    pair = {"entity_id": doc.entity_id, "sha256_hash": doc.sha256_hash}
+    for _ in range(CLAIM_ATTEMPTS):
+        if db.one(q.CLAIM, document_id=doc.id, **pair) is not None:
+            break
+        holder = db.one(q.CLAIM_HOLDER, **pair)
+        if holder is not None:
+            raise DuplicateDocument(as_uuid(holder["document_id"]))
+        # The holder was archived in between: the pair is free again.
+    else:
+        raise StoreUnavailable("duplicate guard kept conflicting without a claim holder")
+    unguarded = db.one(q.LIVE_TWIN, **pair)
+    if unguarded is not None:
+        raise DuplicateDocument(as_uuid(unguarded["id"]))
+
+
+def _insert_events(db: Session, events: Iterable[OutboxEvent]) -> None:
+    db.many(q.OUTBOX_INSERT, [event_values(event) for event in events])

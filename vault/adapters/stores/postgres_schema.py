@@ -1,0 +1,227 @@
+"""The PostgreSQL store's schema and its migrations.
+
+The seed's ``documents`` and ``processed_events`` tables are kept column
+for column; the ledger, the duplicate guard, the outbox and the schema
+version are this service's own. ``migrate`` runs under an advisory lock,
+so replicas starting together apply the schema one after the other.
+
+*Native enum columns*: databases provisioned from earlier versions of the
+seed's schema may hold ``entity_type``, ``document_type`` and ``status`` as
+the native types ``documententitytype``, ``documenttype`` and
+``documentstatus``. ``migrate`` converts such columns to the seed's
+``VARCHAR`` definitions (``ALTER COLUMN … TYPE VARCHAR(n) USING col::text``),
+as the seed's own note asks, so every query compares text with text. The
+enum types themselves are left in place.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import psycopg
+from psycopg.rows import DictRow
+
+SCHEMA_VERSION: Final = 1
+
+MIGRATE_LOCK_KEY: Final = int.from_bytes(b"vaultMIG", "big")
+"""Advisory lock key (bigint, database-wide): the ASCII of a short name."""
+
+# The seed's enum-typed columns as they were, and the seed's definitions now.
+_SEED_VARCHAR_COLUMNS: Final[dict[tuple[str, str], int]] = {
+    ("documents", "entity_type"): 32,
+    ("documents", "document_type"): 32,
+    ("documents", "status"): 16,
+    ("processed_events", "entity_type"): 64,
+}
+
+_SEED_SCHEMA: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE IF NOT EXISTS documents (
+        id UUID PRIMARY KEY,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+        entity_type VARCHAR(32) NOT NULL,
+        entity_id UUID NOT NULL,
+        token_id INTEGER,
+        document_type VARCHAR(32) NOT NULL,
+        filename VARCHAR(255) NOT NULL,
+        mime_type VARCHAR(255) NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        storage_bucket VARCHAR(63) NOT NULL,
+        storage_key VARCHAR(512) NOT NULL UNIQUE,
+        storage_version_id VARCHAR(255),
+        sha256_hash VARCHAR(128) NOT NULL,
+        hash_verified_at TIMESTAMPTZ,
+        status VARCHAR(16) NOT NULL,
+        on_chain_reference VARCHAR(255),
+        uploaded_by UUID NOT NULL,
+        verified_by UUID,
+        archived_by UUID,
+        archived_at TIMESTAMPTZ,
+        metadata JSONB
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS ix_documents_sha256_hash ON documents (sha256_hash)",
+    """
+    CREATE TABLE IF NOT EXISTS processed_events (
+        id UUID PRIMARY KEY,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+        event_id VARCHAR(255) NOT NULL UNIQUE,
+        source VARCHAR(128) NOT NULL,
+        action VARCHAR(128) NOT NULL,
+        entity_id VARCHAR(255),
+        entity_type VARCHAR(64)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS ix_processed_events_event_id ON processed_events (event_id)",
+)
+
+_SERVICE_SCHEMA: Final[tuple[str, ...]] = (
+    """
+    CREATE INDEX IF NOT EXISTS ix_documents_entity_created
+        ON documents (entity_id, created_at, id)
+    """,
+    # The ledger's rows reference documents inserted later in the same
+    # transaction, hence the deferred foreign keys.
+    """
+    CREATE TABLE IF NOT EXISTS ledger_entries (
+        seq BIGINT PRIMARY KEY,
+        entry_hash VARCHAR(64) NOT NULL UNIQUE,
+        prev_hash VARCHAR(64) NOT NULL,
+        document_id UUID NOT NULL
+            REFERENCES documents (id) DEFERRABLE INITIALLY DEFERRED,
+        sha256_hash VARCHAR(128) NOT NULL,
+        registered_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE OR REPLACE FUNCTION vault_ledger_entries_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'ledger_entries is append-only'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END
+    $$
+    """,
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgrelid = 'ledger_entries'::regclass AND tgname = 'ledger_entries_no_update'
+        ) THEN
+            CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+                FOR EACH ROW EXECUTE FUNCTION vault_ledger_entries_append_only();
+        END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgrelid = 'ledger_entries'::regclass AND tgname = 'ledger_entries_no_delete'
+        ) THEN
+            CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
+                FOR EACH ROW EXECUTE FUNCTION vault_ledger_entries_append_only();
+        END IF;
+    END
+    $$
+    """,
+    # At most one live document per (entity, content): the duplicate guard.
+    """
+    CREATE TABLE IF NOT EXISTS document_hash_claims (
+        entity_id UUID NOT NULL,
+        sha256_hash VARCHAR(128) NOT NULL,
+        document_id UUID NOT NULL
+            REFERENCES documents (id) DEFERRABLE INITIALLY DEFERRED,
+        PRIMARY KEY (entity_id, sha256_hash)
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_document_hash_claims_document_id
+        ON document_hash_claims (document_id)
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        id BIGSERIAL PRIMARY KEY,
+        event_id UUID NOT NULL UNIQUE,
+        destination VARCHAR(32) NOT NULL,
+        body JSONB NOT NULL,
+        attributes JSONB NOT NULL,
+        group_id TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TIMESTAMPTZ,
+        leased_until TIMESTAMPTZ,
+        delivered_at TIMESTAMPTZ,
+        parked_at TIMESTAMPTZ,
+        last_error TEXT
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_outbox_pending ON outbox (destination, id)
+        WHERE delivered_at IS NULL AND parked_at IS NULL
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (destination)
+        WHERE parked_at IS NOT NULL
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+    )
+    """,
+)
+
+
+def migrate(cur: psycopg.Cursor[DictRow]) -> None:
+    """Create or upgrade the schema, inside the caller's transaction.
+
+    Also safe on a database created from the seed's SQL: its tables are
+    kept, enum-typed columns become the seed's VARCHARs, and its live
+    documents get their duplicate-guard claims.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
+    for statement in _SEED_SCHEMA:
+        cur.execute(statement)
+    _convert_enum_columns(cur)
+    for statement in _SERVICE_SCHEMA:
+        cur.execute(statement)
+    cur.execute(
+        "INSERT INTO schema_version (version) VALUES (%s)"
+        " ON CONFLICT (version) DO NOTHING RETURNING version",
+        (SCHEMA_VERSION,),
+    )
+    if cur.fetchone() is not None:
+        # A database created by the service this one replaces holds
+        # documents but no claims: give its live documents their guard,
+        # the oldest of each (entity, hash) holding it.
+        cur.execute(
+            "INSERT INTO document_hash_claims (entity_id, sha256_hash, document_id)"
+            " SELECT DISTINCT ON (entity_id, sha256_hash) entity_id, sha256_hash, id"
+            " FROM documents WHERE status <> 'archived'"
+            " ORDER BY entity_id, sha256_hash, created_at, id"
+            " ON CONFLICT (entity_id, sha256_hash) DO NOTHING"
+        )
+
+
+def _convert_enum_columns(cur: psycopg.Cursor[DictRow]) -> None:
+    """Give the seed's columns that an earlier schema typed as enums their VARCHARs."""
+    cur.execute(
+        "SELECT c.relname AS table_name, a.attname AS column_name"
+        " FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_type t ON t.oid = a.atttypid"
+        " WHERE a.attrelid IN ('documents'::regclass, 'processed_events'::regclass)"
+        " AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'e'"
+    )
+    enum_columns: dict[str, list[str]] = {}
+    for row in cur.fetchall():
+        key = (str(row["table_name"]), str(row["column_name"]))
+        if key in _SEED_VARCHAR_COLUMNS:
+            enum_columns.setdefault(key[0], []).append(key[1])
+    for table, columns in sorted(enum_columns.items()):
+        changes = ", ".join(
+            f"ALTER COLUMN {column} TYPE VARCHAR({_SEED_VARCHAR_COLUMNS[(table, column)]})"
+            f" USING {column}::text"
+            for column in sorted(columns)
+        )
+        cur.execute(f"ALTER TABLE {table} {changes}")

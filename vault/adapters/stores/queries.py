@@ -1,0 +1,133 @@
+"""Every statement the SQL metadata stores share, written once (``Q``, ``$name``).
+
+A ``{for_update}`` or ``{skip_locked}`` is the dialect's: a row lock on
+PostgreSQL, nothing on SQLite, whose write transaction already holds the
+only write lock. The comments beside a statement say what it guards.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from vault.adapters.stores.rows import DOCUMENT_COLUMNS, LEDGER_COLUMNS, OUTBOX_COLUMNS
+from vault.adapters.stores.sql import Q
+
+_DOCUMENTS = ", ".join(DOCUMENT_COLUMNS)
+
+DOCUMENT = Q(f"SELECT {_DOCUMENTS} FROM documents WHERE id = $id")
+DOCUMENT_FOR_UPDATE = Q(f"SELECT {_DOCUMENTS} FROM documents WHERE id = $id{{for_update}}")
+DOCUMENT_INSERT = Q(
+    f"INSERT INTO documents ({_DOCUMENTS})"
+    f" VALUES ({', '.join('$' + column for column in DOCUMENT_COLUMNS)})"
+)
+LIVE_TWIN = Q(
+    "SELECT id FROM documents"
+    " WHERE entity_id = $entity_id AND sha256_hash = $sha256_hash AND status <> 'archived'"
+    " ORDER BY created_at, id LIMIT 1"
+)
+
+# At most one live document per (entity, content). Against an uncommitted
+# claim of the same pair the insert waits for that transaction, then either
+# inserts (it rolled back) or does nothing and names no row.
+CLAIM = Q(
+    "INSERT INTO document_hash_claims (entity_id, sha256_hash, document_id)"
+    " VALUES ($entity_id, $sha256_hash, $document_id)"
+    " ON CONFLICT (entity_id, sha256_hash) DO NOTHING RETURNING document_id"
+)
+CLAIM_HOLDER = Q(
+    "SELECT document_id FROM document_hash_claims"
+    " WHERE entity_id = $entity_id AND sha256_hash = $sha256_hash"
+)
+CLAIM_RELEASE = Q("DELETE FROM document_hash_claims WHERE document_id = $document_id")
+
+_LEDGER = ", ".join(LEDGER_COLUMNS)
+LEDGER_HEAD = Q(f"SELECT {_LEDGER} FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+LEDGER_BY_HASH = Q(f"SELECT {_LEDGER} FROM ledger_entries WHERE entry_hash = $entry_hash")
+LEDGER_BY_SEQ = Q(f"SELECT {_LEDGER} FROM ledger_entries WHERE seq = $seq")
+LEDGER_INSERT = Q(
+    f"INSERT INTO ledger_entries ({_LEDGER})"
+    f" VALUES ({', '.join('$' + column for column in LEDGER_COLUMNS)})"
+)
+
+VERIFICATION = Q(
+    "UPDATE documents SET status = $status, verified_by = $verified_by,"
+    " hash_verified_at = $at, updated_at = $at WHERE id = $id"
+)
+ARCHIVE = Q(
+    "UPDATE documents SET status = 'archived', archived_by = $archived_by,"
+    " archived_at = $at, updated_at = $at WHERE id = $id"
+)
+# Rows a manual archive changed meanwhile drop out of the locked subquery,
+# so a batch may come back short: whether the cascade is finished is asked
+# afterwards (LIVE_LEFT), not inferred from the batch's size.
+ARCHIVE_BATCH = Q(
+    "UPDATE documents SET status = 'archived', archived_by = NULL,"
+    " archived_at = $at, updated_at = $at"
+    " WHERE id IN (SELECT id FROM documents"
+    "   WHERE entity_id = $entity_id AND status <> 'archived'"
+    "   ORDER BY created_at, id LIMIT $limit{for_update})"
+    f" AND status <> 'archived' RETURNING {_DOCUMENTS}"
+)
+LIVE_LEFT = Q(
+    "SELECT 1 AS live FROM documents"
+    " WHERE entity_id = $entity_id AND status <> 'archived' LIMIT 1"
+)
+PROCESSED = Q("SELECT 1 AS seen FROM processed_events WHERE event_id = $event_id")
+MARK_PROCESSED = Q(
+    "INSERT INTO processed_events"
+    " (id, created_at, updated_at, event_id, source, action, entity_id, entity_type)"
+    " VALUES ($id, $at, $at, $event_id, $source, $action, $entity_id, $entity_type)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+
+OUTBOX_INSERT = Q(
+    "INSERT INTO outbox (event_id, destination, body, attributes, group_id, created_at)"
+    " VALUES ($event_id, $destination, $body, $attributes, $group_id, $created_at)"
+)
+# One statement: the rows it locks (skipping those another claim holds) are
+# leased before the lock is released, so two publishers never get one row.
+CLAIM_OUTBOX = Q(
+    "WITH due AS ("
+    " SELECT id FROM outbox"
+    " WHERE delivered_at IS NULL AND parked_at IS NULL"
+    " AND destination IN ($*destinations)"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= $now)"
+    " AND (leased_until IS NULL OR leased_until <= $now)"
+    " ORDER BY id LIMIT $limit{skip_locked})"
+    " UPDATE outbox SET leased_until = $leased_until FROM due WHERE outbox.id = due.id"
+    f" RETURNING {', '.join(f'outbox.{column}' for column in OUTBOX_COLUMNS)}"
+)
+MARK_DELIVERED = Q(
+    "UPDATE outbox SET delivered_at = $at, leased_until = NULL WHERE id IN ($*ids)"
+)
+MARK_FAILED = Q(
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $error,"
+    " next_attempt_at = $retry_at, leased_until = NULL WHERE id = $id"
+)
+PARK = Q(
+    "UPDATE outbox SET parked_at = $at, last_error = $error, leased_until = NULL WHERE id = $id"
+)
+OUTBOX_STATS = Q(
+    "SELECT pending.n AS pending, pending.oldest AS oldest, parked.n AS parked"
+    " FROM (SELECT count(*) AS n, min(created_at) AS oldest FROM outbox"
+    "       WHERE destination = $destination"
+    "       AND delivered_at IS NULL AND parked_at IS NULL) AS pending,"
+    "      (SELECT count(*) AS n FROM outbox"
+    "       WHERE destination = $destination AND parked_at IS NOT NULL) AS parked"
+)
+
+
+@cache
+def page_query(by_type: bool, include_archived: bool, after: bool) -> Q:
+    """A listing page: newest first, strictly after the cursor's (created_at, id)."""
+    clauses = ["entity_id = $entity_id"]
+    if by_type:
+        clauses.append("entity_type = $entity_type")
+    if not include_archived:
+        clauses.append("status <> 'archived'")
+    if after:
+        clauses.append("(created_at, id) < ($after_created_at, $after_id)")
+    return Q(
+        f"SELECT {_DOCUMENTS} FROM documents WHERE {' AND '.join(clauses)}"
+        " ORDER BY created_at DESC, id DESC LIMIT $limit"
+    )
