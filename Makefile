@@ -28,7 +28,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed
-	$(BIN)/python ops/bench $(BENCH_ARGS)
+	$(BIN)/python -m ops.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -137,7 +137,7 @@ def render(env: Mapping[str, str], template: str | None = None) -> dict[str, Any
     escaped = {name: json.dumps(value)[1:-1] for name, value in values.items()}
     rendered = string.Template(text).substitute(escaped)
     try:
-        task = json.loads(rendered)
+        task: dict[str, Any] = json.loads(rendered)
     except json.JSONDecodeError as exc:
         raise RenderError(f"the rendered task definition is not valid JSON: {exc}") from None
     leftover = sorted(set(_LEFTOVER.findall(json.dumps(task))))

@@ -1,0 +1,1 @@
+"""Operating Document Vault: the benchmark, the ECS task definition renderer, deployment scripts."""
