@@ -26,6 +26,7 @@ tools:
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m ops.bench $(BENCH_ARGS)
