@@ -1,4 +1,5 @@
-"""Fixtures for every suite: settings on a fresh folder, and a running vault."""
+"""Fixtures for every suite: settings on a fresh folder, a running vault, moto, and a
+stand-in permission service."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import trio
 
 from actors.system import Sizing, Vault, run_vault
+from tests.permission_service import FakePermissionService
 from tests.pg import pg_database  # noqa: F401  (a fixture, used by name)
 from tests.support import test_settings
 from vault.config import Settings
@@ -58,3 +60,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return moto_endpoint
+
+
+@pytest.fixture
+def permission_service() -> Iterator[FakePermissionService]:
+    """A fake Entity & Permissions service on loopback, answering allow until told otherwise."""
+    with FakePermissionService.running() as service:
+        yield service

@@ -7,28 +7,32 @@ from the SQLite file and the blob folder, in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import attrs
 import trio
-from trio.testing import wait_all_tasks_blocked
 
 from actors.archiver import Archived, ArchiveDocument, ArchiveEntity, EntityArchived
 from actors.deps import Backends
+from actors.publisher import PublishPolicy
 from actors.runtime import Mailbox, Reply, ask
-from actors.system import Vault
+from actors.system import Sizing, Vault, run_vault
 from actors.upload import StoreDocument
 from actors.verifier import VerifyDocument
+from tests.polling import eventually
+from vault.config import Settings
 from vault.domain.errors import DependencyUnavailable, VaultError
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.models import Actor, Document, DocumentType, EntityType, Role, utcnow
 from vault.domain.uploads import UploadForm
-from vault.ports import Delivery
+from vault.ports import BlobStore, Delivery, EventSink, MetadataStore
+from vault.wiring import open_blob_store, open_metadata_store, url_signer
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -39,7 +43,7 @@ CHUNK_SIZE = 64 * 1024
 ANSWER_SECONDS = 30.0
 """How long a test waits for an actor's answer once the actor holds the message."""
 UNTIL_SECONDS = 10.0
-"""How long ``Progress.until`` waits for a condition before the test fails."""
+"""How long a test waits for the publishers to get somewhere before it fails."""
 
 
 def a_user(role: Role = Role.ISSUER) -> Actor:
@@ -303,39 +307,73 @@ async def read_back(vault: Vault, doc: Document) -> bytes:
 # ---------------------------------------------------------------- publishers
 
 
-class Progress:
-    """Wakes waiters each time an actor's metadata-store call returns."""
+@contextlib.asynccontextmanager
+async def vault_on_sinks(
+    nursery: trio.Nursery,
+    settings: Settings,
+    sinks: Mapping[Destination, EventSink],
+    publish_policy: PublishPolicy,
+) -> AsyncIterator[Vault]:
+    """Every actor running on SQLite and local blobs, publishing to ``sinks``; stopped after."""
 
-    def __init__(self) -> None:
-        self._changed = trio.Event()
+    def open_adapters() -> tuple[MetadataStore, BlobStore]:
+        store = open_metadata_store(settings)
+        store.migrate()
+        return store, open_blob_store(settings, url_signer(settings))
 
-    def bump(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def until(self, check: Callable[[], Awaitable[bool]]) -> None:
-        """Return once ``check()`` holds, re-checking after every store call settles."""
-        with trio.fail_after(UNTIL_SECONDS):
-            while True:
-                changed = self._changed
-                # Let the code after the store call run up to its next wait.
-                await wait_all_tasks_blocked()
-                if await check():
-                    return
-                await changed.wait()
-
-
-@attrs.frozen
-class ObservedBackends(Backends):
-    """``Backends`` that report every finished metadata-store call to ``progress``."""
-
-    progress: Progress = attrs.field(factory=Progress)
-
-    async def in_db(self, fn: Callable[..., Any], *args: object) -> Any:
+    store, blobs = await trio.to_thread.run_sync(open_adapters)
+    backends = Backends(settings=settings, store=store, blobs=blobs, sinks=dict(sinks))
+    try:
+        running: Vault = await nursery.start(run_vault, backends, Sizing(publish=publish_policy))
         try:
-            return await super().in_db(fn, *args)
+            yield running
         finally:
-            self.progress.bump()
+            await running.stop(5)
+    finally:
+        await trio.to_thread.run_sync(store.close)
+
+
+async def settled(vault: Vault) -> None:
+    """Wait until both publishers have finished their first drain and sit idle."""
+    await eventually(
+        lambda: all(
+            "backlog" in publisher.mailbox.health.extra
+            for publisher in (vault.audit_publisher, vault.alerter)
+        ),
+        "both publishers to finish their first drain",
+        within=UNTIL_SECONDS,
+    )
+
+
+async def append(vault: Vault, events: Sequence[OutboxEvent]) -> None:
+    """Commit events with no nudge, as a state change would but without telling anyone."""
+    await vault.backends.in_db(vault.backends.store.append_events, list(events))
+
+
+async def rows_of(vault: Vault, events: Sequence[OutboxEvent]) -> list[OutboxRecord]:
+    """The outbox rows of ``events``, oldest first."""
+    wanted = {str(event.event_id) for event in events}
+    return [row for row in await outbox(vault) if row.event_id in wanted]
+
+
+async def until_rows(
+    vault: Vault, events: Sequence[OutboxEvent], check: Callable[[OutboxRecord], bool]
+) -> None:
+    """Wait until ``check`` holds for every row of ``events``."""
+
+    async def holds() -> bool:
+        return all(check(row) for row in await rows_of(vault, events))
+
+    await eventually(holds, f"{len(events)} outbox rows to pass {check.__name__}",
+                     within=UNTIL_SECONDS)
+
+
+def delivered(row: OutboxRecord) -> bool:
+    return row.delivered_at is not None
+
+
+def parked(row: OutboxRecord) -> bool:
+    return row.parked_at is not None
 
 
 class FakeSink:

@@ -16,6 +16,7 @@ from actors.poller import EntityDeletionPoller
 from actors.runtime import ActorState, Mailbox
 from actors.system import Sizing, Vault, run_vault
 from tests.actors.helpers import database_path
+from tests.polling import eventually
 from tests.support import test_settings
 from tests.system.poller_support import (
     VaultDb,
@@ -36,6 +37,7 @@ from vault.ports import CascadeBatch, MetadataStore
 from vault_http.serve import build_backends
 
 EVENTUALLY_SECONDS = 20.0
+POLL_SECONDS = 0.05
 
 
 @pytest.fixture
@@ -136,20 +138,13 @@ def db_of(vault: Vault) -> VaultDb:
     return VaultDb(sqlite_path=database_path(vault))
 
 
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    """Poll ``check`` (in a thread: it may read moto or the database) until it holds.
-
-    moto and the worker threads signal nothing this task could await.
-    """
-    with trio.move_on_after(EVENTUALLY_SECONDS):
-        while not await trio.to_thread.run_sync(check):  # noqa: ASYNC110  (see above)
-            await trio.sleep(0.05)
-        return
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def drained(sqs: Any, queue_url: str) -> Callable[[], bool]:
-    return lambda: queue_depth(sqs, queue_url) == (0, 0)
+async def until_drained(sqs: Any, queue_url: str, what: str) -> None:
+    """Wait until the queue holds no message, visible or in flight (moto is asked from a
+    worker thread; it signals nothing this task could await)."""
+    await eventually(
+        lambda: queue_depth(sqs, queue_url) == (0, 0), what,
+        within=EVENTUALLY_SECONDS, interval=POLL_SECONDS, in_thread=True,
+    )
 
 
 async def with_entity(vault: Vault, documents: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -159,36 +154,24 @@ async def with_entity(vault: Vault, documents: int) -> tuple[uuid.UUID, list[uui
 
 
 class TestEvents:
-    async def test_flat_event_archives_the_entity_and_deletes_the_message(
-        self, start_vault: StartVault, sqs: Any, queue_url: str
+    @pytest.mark.parametrize("wrap", [flat, enveloped], ids=["flat", "sns-envelope"])
+    async def test_an_event_archives_the_entity_and_deletes_the_message(
+        self, start_vault: StartVault, sqs: Any, queue_url: str, wrap: Callable[..., str]
     ) -> None:
-        """A plain event archives every live document of the entity, then leaves the queue."""
+        """A plain event, or one unwrapped from its SNS notification, archives every live
+        document of the entity, then leaves the queue."""
         vault = await start_vault()
         entity_id, ids = await with_entity(vault, 3)
         event = entity_event(entity_id)
 
-        send(sqs, queue_url, flat(event))
+        send(sqs, queue_url, wrap(event))
 
-        await eventually(drained(sqs, queue_url), "the message to be deleted")
+        await until_drained(sqs, queue_url, "the message to be deleted")
         db = db_of(vault)
         assert db.statuses(entity_id) == {"archived": 3}
         assert db.processed(event["event_id"]) == 1
         assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}
         assert vault.poller.health.processed == 1
-
-    async def test_sns_envelope_is_unwrapped(
-        self, start_vault: StartVault, sqs: Any, queue_url: str
-    ) -> None:
-        """An event inside an SNS notification is handled like a plain one."""
-        vault = await start_vault()
-        entity_id, _ = await with_entity(vault, 2)
-        event = entity_event(entity_id)
-
-        send(sqs, queue_url, enveloped(event))
-
-        await eventually(drained(sqs, queue_url), "the message to be deleted")
-        assert db_of(vault).statuses(entity_id) == {"archived": 2}
-        assert db_of(vault).processed(event["event_id"]) == 1
 
     async def test_duplicate_delivery_archives_once(
         self, start_vault: StartVault, sqs: Any, queue_url: str
@@ -200,7 +183,7 @@ class TestEvents:
 
         send(sqs, queue_url, flat(event), enveloped(event))
 
-        await eventually(drained(sqs, queue_url), "both messages to be deleted")
+        await until_drained(sqs, queue_url, "both messages to be deleted")
         db = db_of(vault)
         assert db.processed(event["event_id"]) == 1
         assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}
@@ -216,7 +199,7 @@ class TestEvents:
 
         send(sqs, queue_url, flat(event))
 
-        await eventually(drained(sqs, queue_url), "the message to be deleted")
+        await until_drained(sqs, queue_url, "the message to be deleted")
         assert db_of(vault).processed(event["event_id"]) == 1
         assert db_of(vault).statuses(bystander) == {"uploaded": 1}
 
@@ -244,7 +227,7 @@ class TestBadInput:
 
         send(sqs, queue_url, body)
 
-        await eventually(drained(sqs, queue_url), "the message to be deleted")
+        await until_drained(sqs, queue_url, "the message to be deleted")
         assert vault.poller.health.failed == 0
         assert db_of(vault).query("SELECT count(*) FROM processed_events") == [(0,)]
 
@@ -257,7 +240,7 @@ class TestBadInput:
 
         send(sqs, queue_url, flat({**entity_event(entity_id), "action": "entity.updated"}))
 
-        await eventually(drained(sqs, queue_url), "the message to be deleted")
+        await until_drained(sqs, queue_url, "the message to be deleted")
         assert db_of(vault).statuses(entity_id) == {"uploaded": 1}
 
 
@@ -271,7 +254,8 @@ class TestFailures:
         send(sqs, queue_url, flat(entity_event(entity_id)))
 
         health = vault.poller.health
-        await eventually(lambda: health.failed >= 1, "the failure to be counted")
+        await eventually(lambda: health.failed >= 1, "the failure to be counted",
+                         within=EVENTUALLY_SECONDS)
 
         assert health.last_error is not None
         assert health.last_error["type"] == "StoreUnavailable"
@@ -290,12 +274,13 @@ class TestFailures:
         health = vault.poller.health
         db = db_of(vault)
 
-        await eventually(lambda: health.failed == 1, "the failing delivery")
+        await eventually(lambda: health.failed == 1, "the failing delivery",
+                         within=EVENTUALLY_SECONDS)
         assert db.archived_ids(entity_id) == {str(i) for i in ids[:2]}
         assert db.processed(event["event_id"]) == 0
         db.assert_whole(entity_id)
 
-        await eventually(drained(sqs, queue_url), "the redelivery to be acknowledged")
+        await until_drained(sqs, queue_url, "the redelivery to be acknowledged")
         assert db.statuses(entity_id) == {"archived": 5}
         assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}
         assert db.processed(event["event_id"]) == 1
@@ -319,7 +304,7 @@ class TestTwoPollers:
 
         send(sqs, queue_url, *(flat(e) for e in events), *(enveloped(e) for e in events))
 
-        await eventually(drained(sqs, queue_url), "every message to be deleted")
+        await until_drained(sqs, queue_url, "every message to be deleted")
         second.mailbox.close()
         db = db_of(vault)
         for event, (entity_id, ids) in zip(events, entities, strict=True):
@@ -330,11 +315,25 @@ class TestTwoPollers:
 
 class TestStop:
     async def test_a_long_poll_in_flight_does_not_delay_the_stop(
-        self, start_vault: StartVault, settings: Settings
+        self, start_vault: StartVault, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """With a twenty-second long poll waiting on an empty queue, stopping takes moments."""
+        polling_started = trio.Event()
+        waits: list[int] = []
+        receive = SqsQueue.receive
+
+        def signalled_receive(
+            queue: SqsQueue, max_messages: int, wait_seconds: int, visibility: int | None
+        ) -> Any:
+            waits.append(wait_seconds)
+            trio.from_thread.run_sync(polling_started.set)
+            return receive(queue, max_messages, wait_seconds, visibility)
+
+        monkeypatch.setattr(SqsQueue, "receive", signalled_receive)
         vault = await start_vault(settings_=attrs.evolve(settings, document_consumer_wait_time=20))
-        await trio.sleep(0.5)  # let the first long poll reach moto
+        with trio.fail_after(EVENTUALLY_SECONDS):
+            await polling_started.wait()
+        assert waits == [20]
 
         began = trio.current_time()
         await vault.stop(5)
@@ -354,7 +353,8 @@ class TestStop:
         events = [entity_event(entity_id) for entity_id, _ in entities]
         send(sqs, queue_url, *(flat(e) for e in events))
         health = vault.poller.health
-        await eventually(lambda: health.in_flight > 0, "a cascade in flight")
+        await eventually(lambda: health.in_flight > 0, "a cascade in flight",
+                         within=EVENTUALLY_SECONDS)
 
         await vault.stop(5)
 
@@ -368,4 +368,5 @@ class TestStop:
         await eventually(
             lambda: sum(queue_depth(sqs, queue_url)) == finished.count(False),
             "unfinished messages to remain queued",
+            within=EVENTUALLY_SECONDS, interval=POLL_SECONDS, in_thread=True,
         )

@@ -2,45 +2,41 @@
 
 These run every actor on fake sinks. Unless a class says otherwise the
 sweep timer is an hour long, so only nudges (and retries after a failure)
-make a publisher drain; waiting for a drain means re-checking after each
-metadata-store call settles.
+make a publisher drain; waiting for a drain means polling the outbox (which
+the publishers change in worker threads) with ``eventually``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
 from actors.publisher import PublishPolicy
-from actors.system import Sizing, Vault, run_vault
+from actors.system import Vault
 from tests.actors.helpers import (
+    UNTIL_SECONDS,
     FakeSink,
-    ObservedBackends,
-    OutboxRecord,
-    Progress,
     an_event,
+    append,
+    delivered,
     object_path,
     outbox,
+    rows_of,
+    settled,
     store_document,
+    until_rows,
+    vault_on_sinks,
     verify,
 )
+from tests.polling import eventually
 from tests.support import pdf_bytes
 from vault.config import Settings
-from vault.domain.events import Destination, OutboxEvent
-from vault.ports import BlobStore, EventSink, MetadataStore
-from vault.wiring import open_blob_store, open_metadata_store, url_signer
+from vault.domain.events import Destination
 
 Sinks = dict[Destination, FakeSink]
-
-
-def _open_adapters(settings: Settings) -> tuple[MetadataStore, BlobStore]:
-    store = open_metadata_store(settings)
-    store.migrate()
-    return store, open_blob_store(settings, url_signer(settings))
 
 
 @pytest.fixture
@@ -57,66 +53,21 @@ def publish_policy() -> PublishPolicy:
 async def vault(
     nursery: trio.Nursery, settings: Settings, sinks: Sinks, publish_policy: PublishPolicy
 ) -> AsyncIterator[Vault]:
-    """Every actor running, with fake sinks and store calls reported to ``progress``."""
-    store, blobs = await trio.to_thread.run_sync(_open_adapters, settings)
-    event_sinks: dict[Destination, EventSink] = dict(sinks)
-    backends = ObservedBackends(settings=settings, store=store, blobs=blobs, sinks=event_sinks)
-    running: Vault = await nursery.start(run_vault, backends, Sizing(publish=publish_policy))
-    yield running
-    await running.stop(5)
-    await trio.to_thread.run_sync(store.close)
-
-
-def progress(vault: Vault) -> Progress:
-    backends = vault.backends
-    assert isinstance(backends, ObservedBackends)
-    return backends.progress
-
-
-async def settled(vault: Vault) -> None:
-    """Wait until both publishers have finished their first drain and sit idle."""
-
-    async def idle() -> bool:
-        return all(
-            "backlog" in publisher.mailbox.health.extra
-            for publisher in (vault.audit_publisher, vault.alerter)
-        )
-
-    await progress(vault).until(idle)
-
-
-async def append(vault: Vault, events: Sequence[OutboxEvent]) -> None:
-    """Commit events with no nudge, as a state change would but without telling anyone."""
-    await vault.backends.in_db(vault.backends.store.append_events, list(events))
-
-
-async def rows_of(vault: Vault, events: Sequence[OutboxEvent]) -> list[OutboxRecord]:
-    wanted = {str(event.event_id) for event in events}
-    return [row for row in await outbox(vault) if row.event_id in wanted]
-
-
-async def until_rows(vault: Vault, events: Sequence[OutboxEvent], check: Any) -> None:
-    """Wait until ``check`` holds for every row of ``events``."""
-
-    async def holds() -> bool:
-        return all(check(row) for row in await rows_of(vault, events))
-
-    await progress(vault).until(holds)
+    """Every actor running, with fake sinks."""
+    async with vault_on_sinks(nursery, settings, sinks, publish_policy) as running:
+        yield running
 
 
 async def until_backlog(vault: Vault, expected: dict[str, int]) -> None:
     """Wait until the audit publisher's health shows these document-events figures."""
     health = vault.audit_publisher.mailbox.health
 
-    async def shows() -> bool:
+    def shows() -> bool:
         figures = health.extra.get("backlog", {}).get("document_events", {})
         return {name: figures.get(name) for name in expected} == expected
 
-    await progress(vault).until(shows)
-
-
-def delivered(row: OutboxRecord) -> bool:
-    return row.delivered_at is not None
+    await eventually(shows, f"the document-events backlog to show {expected}",
+                     within=UNTIL_SECONDS)
 
 
 class TestDelivery:
@@ -152,7 +103,8 @@ class TestDelivery:
             rows = await outbox(vault, doc.id)
             return len(rows) == 2 and all(delivered(row) for row in rows)
 
-        await progress(vault).until(both_delivered)
+        await eventually(both_delivered, "both events of the upload to be delivered",
+                         within=UNTIL_SECONDS)
         for destination in (Destination.DOCUMENT_EVENTS, Destination.AUDIT_EVENTS):
             (row,) = sinks[destination].delivered
             assert row.event.group_id == str(doc.id)
@@ -321,10 +273,8 @@ class TestAlerter:
         await trio.to_thread.run_sync(object_path(vault, doc.storage_key).unlink)
         await verify(vault, doc.id)
 
-        async def alerted() -> bool:
-            return bool(sinks[Destination.INTEGRITY_ALERTS].delivered)
-
-        await progress(vault).until(alerted)
+        await eventually(lambda: sinks[Destination.INTEGRITY_ALERTS].delivered,
+                         "the integrity alert to reach its sink", within=UNTIL_SECONDS)
         (row,) = sinks[Destination.INTEGRITY_ALERTS].delivered
         assert row.event.body["document_id"] == str(doc.id)
         assert row.event.body["calculated_hash"] is None

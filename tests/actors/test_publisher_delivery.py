@@ -24,16 +24,20 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from actors.publisher import PublishPolicy
-from actors.system import Sizing, Vault, run_vault
-from tests.actors.helpers import ObservedBackends, OutboxRecord, an_event, outbox
-from tests.actors.test_publisher import (
+from actors.system import Vault
+from tests.actors.helpers import (
+    UNTIL_SECONDS,
+    an_event,
     append,
     delivered,
-    progress,
+    outbox,
+    parked,
     rows_of,
     settled,
     until_rows,
+    vault_on_sinks,
 )
+from tests.polling import eventually
 from tests.support import test_settings
 from vault.adapters.aws.clients import aws_client
 from vault.adapters.aws.sinks import SqsSink
@@ -41,8 +45,7 @@ from vault.config import Settings
 from vault.domain.errors import DependencyUnavailable
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.models import utcnow
-from vault.ports import BlobStore, Delivery, EventSink, MetadataStore
-from vault.wiring import open_blob_store, open_metadata_store, url_signer
+from vault.ports import Delivery, EventSink
 
 DOCUMENTS = Destination.DOCUMENT_EVENTS
 AUDIT = Destination.AUDIT_EVENTS
@@ -93,12 +96,6 @@ class ScriptedSink:
 Sinks = dict[Destination, EventSink]
 
 
-def _open_adapters(settings: Settings) -> tuple[MetadataStore, BlobStore]:
-    store = open_metadata_store(settings)
-    store.migrate()
-    return store, open_blob_store(settings, url_signer(settings))
-
-
 @pytest.fixture
 def scripted() -> dict[Destination, ScriptedSink]:
     return {destination: ScriptedSink(f"scripted:{destination.value}")
@@ -120,22 +117,15 @@ def publish_policy() -> PublishPolicy:
 async def vault(
     nursery: trio.Nursery, settings: Settings, sinks: Sinks, publish_policy: PublishPolicy
 ) -> AsyncIterator[Vault]:
-    store, blobs = await trio.to_thread.run_sync(_open_adapters, settings)
-    backends = ObservedBackends(settings=settings, store=store, blobs=blobs, sinks=sinks)
-    running: Vault = await nursery.start(run_vault, backends, Sizing(publish=publish_policy))
-    yield running
-    await running.stop(5)
-    await trio.to_thread.run_sync(store.close)
+    """Every actor running, with the scripted sinks (or those a class puts in their place)."""
+    async with vault_on_sinks(nursery, settings, sinks, publish_policy) as running:
+        yield running
 
 
 def backlog(vault: Vault, destination: Destination) -> dict[str, Any]:
     figures: dict[str, Any] = vault.audit_publisher.mailbox.health.extra.get(
         "backlog", {}).get(destination.value, {})
     return figures
-
-
-def parked(row: OutboxRecord) -> bool:
-    return row.parked_at is not None
 
 
 class TestMixedOutcomes:
@@ -177,9 +167,8 @@ class TestMixedOutcomes:
         assert all(parked(row) for row in await rows_of(vault, poison))
         assert [sink.sent(e) for e in poison] == [1] * 5
 
-        async def counted() -> bool:
-            return backlog(vault, DOCUMENTS).get("parked") == 5
-        await progress(vault).until(counted)
+        await eventually(lambda: backlog(vault, DOCUMENTS).get("parked") == 5,
+                         "the backlog to count five parked rows", within=UNTIL_SECONDS)
         assert vault.audit_publisher.mailbox.health.last_error is None
 
 
@@ -274,9 +263,9 @@ class TestFailingDestination:
         vault.audit_publisher.nudge()
         await until_rows(vault, [audit_ok], delivered)
 
-        async def figures_settled() -> bool:
-            return backlog(vault, DOCUMENTS).get("failed") == 2
-        await progress(vault).until(figures_settled)
+        await eventually(lambda: backlog(vault, DOCUMENTS).get("failed") == 2,
+                         "the backlog to count two failed document events",
+                         within=UNTIL_SECONDS)
         await wait_all_tasks_blocked()
         documents = backlog(vault, DOCUMENTS)
         assert {k: documents[k] for k in ("pending", "parked", "delivered", "failed")} == {
@@ -320,21 +309,12 @@ class TestLease:
         other_sinks = {d: ScriptedSink(f"replica:{d.value}") for d in Destination}
         for sink in (scripted[DOCUMENTS], other_sinks[DOCUMENTS]):
             sink.slow_calls = [0.02] * 12
-        store, blobs = await trio.to_thread.run_sync(_open_adapters, settings)
-        backends = ObservedBackends(
-            settings=settings, store=store, blobs=blobs, sinks=dict(other_sinks),
-            progress=progress(vault),
-        )
-        replica: Vault = await nursery.start(run_vault, backends, Sizing(publish=publish_policy))
-        try:
+        async with vault_on_sinks(nursery, settings, other_sinks, publish_policy) as replica:
             events = [an_event() for _ in range(60)]
             await append(vault, events)
             vault.audit_publisher.nudge()
             replica.audit_publisher.nudge()
             await until_rows(vault, events, delivered)
-        finally:
-            await replica.stop(5)
-            await trio.to_thread.run_sync(store.close)
         ours, theirs = scripted[DOCUMENTS].delivered, other_sinks[DOCUMENTS].delivered
         assert ours and theirs
         assert sorted(ours + theirs) == sorted(e.event_id for e in events)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -149,6 +149,27 @@ async def start_supervised(
     await nursery.start(supervise, mailbox, worker.run(mailbox, concurrency), policy)
 
 
+async def tiny_actor(
+    nursery: trio.Nursery, worker: Worker | None = None, *, policy: RestartPolicy = DEFAULT_POLICY
+) -> Mailbox[Job]:
+    """A supervised ``Worker`` (ungated unless given) behind a mailbox of four."""
+    mailbox = Mailbox[Job]("tiny", 4)
+    await start_supervised(nursery, mailbox, worker or Worker(), policy=policy)
+    return mailbox
+
+
+def queue_jobs(
+    mailbox: Mailbox[Job], values: Sequence[str]
+) -> list[trio.MemoryReceiveChannel[Any]]:
+    """Put a job per value straight into the mailbox; the channels their answers come on."""
+    replies = []
+    for value in values:
+        reply_send, reply_recv = trio.open_memory_channel[Any](1)
+        mailbox.send_channel.send_nowait(Job(value, reply_send))
+        replies.append(reply_recv)
+    return replies
+
+
 class TestBackpressure:
     async def test_ask_waits_for_room_and_raises_busy_exactly_at_its_deadline(
         self, nursery: trio.Nursery, autojump_clock: MockClock
@@ -208,27 +229,39 @@ class TestBackpressure:
 
 
 class TestAnswers:
-    async def test_a_vault_error_answer_is_raised_by_ask(
-        self, nursery: trio.Nursery, autojump_clock: MockClock
+    @pytest.mark.parametrize(
+        ("value", "raised", "restarts", "failed", "processed"),
+        [
+            pytest.param(
+                "refuse", DocumentNotFound, 0, 0, 2,
+                id="vault-error-answer-raised-by-ask-is-a-normal-outcome",
+            ),
+            pytest.param(
+                "crash", ActorCrashed, 1, 1, 1, id="crashed-loop-is-restarted-and-runs-again",
+            ),
+        ],
+    )
+    async def test_the_actor_runs_on_after_an_error_answer_or_a_crash(
+        self,
+        nursery: trio.Nursery,
+        autojump_clock: MockClock,
+        value: str,
+        raised: type[Exception],
+        restarts: int,
+        failed: int,
+        processed: int,
     ) -> None:
-        """A handler that answers a VaultError makes ``ask`` raise that very error."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker())
-        with pytest.raises(DocumentNotFound):
-            await asked(mailbox, "refuse")
-
-    async def test_the_actor_keeps_running_after_answering_an_error(
-        self, nursery: trio.Nursery, autojump_clock: MockClock
-    ) -> None:
-        """An error answer is a normal outcome: no crash, no restart, the next ask succeeds."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker())
-        with pytest.raises(DocumentNotFound):
-            await asked(mailbox, "refuse")
+        """A VaultError answer makes ``ask`` raise that very error with no crash and no
+        restart; a crash is ActorCrashed and one restart; either way the next ask succeeds."""
+        mailbox = await tiny_actor(nursery)
+        with pytest.raises(raised):
+            await asked(mailbox, value)
         assert await asked(mailbox, "next") == "NEXT"
         health = mailbox.health
-        assert (health.state, health.restarts, health.failed) == (ActorState.RUNNING, 0, 0)
-        assert health.processed == 2
+        assert (health.state, health.restarts, health.failed) == (
+            ActorState.RUNNING, restarts, failed
+        )
+        assert health.processed == processed
 
     async def test_ask_after_the_mailbox_is_closed_raises_shutting_down(
         self, autojump_clock: MockClock
@@ -246,11 +279,7 @@ class TestAnswers:
         """``serve_mailbox`` returns after a close only once every queued job is handled."""
         mailbox = Mailbox[Job]("tiny", 4)
         worker = Worker()
-        replies = []
-        for value in ("a", "b", "c"):
-            reply_send, reply_recv = trio.open_memory_channel[Any](1)
-            mailbox.send_channel.send_nowait(Job(value, reply_send))
-            replies.append(reply_recv)
+        replies = queue_jobs(mailbox, ("a", "b", "c"))
         mailbox.close()
         with trio.fail_after(HANG_SECONDS):
             await serve_mailbox(mailbox, worker.handle, concurrency=1)
@@ -259,25 +288,11 @@ class TestAnswers:
 
 
 class TestSupervision:
-    async def test_a_crashed_loop_is_restarted_and_runs_again(
-        self, nursery: trio.Nursery, autojump_clock: MockClock
-    ) -> None:
-        """After a crash the actor is back to running, with one restart counted."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker())
-        with pytest.raises(ActorCrashed):
-            await asked(mailbox, "crash")
-        assert await asked(mailbox, "after") == "AFTER"
-        assert mailbox.health.state is ActorState.RUNNING
-        assert mailbox.health.restarts == 1
-
     async def test_the_state_is_restarting_during_the_backoff(
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """Between a crash and its restart the actor reports ``restarting``."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        policy = RestartPolicy(backoff_initial=10)
-        await start_supervised(nursery, mailbox, Worker(), policy=policy)
+        mailbox = await tiny_actor(nursery, policy=RestartPolicy(backoff_initial=10))
         crashed = await ask_soon(nursery, mailbox, "crash")
         assert isinstance(crashed.error, ActorCrashed)
         assert mailbox.health.state is ActorState.RESTARTING
@@ -287,8 +302,7 @@ class TestSupervision:
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """A crash leaves ``last_error`` with the leaf exception's type, message and time."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker())
+        mailbox = await tiny_actor(nursery)
         with pytest.raises(ActorCrashed):
             await asked(mailbox, "crash")
         await wait_all_tasks_blocked()
@@ -297,8 +311,18 @@ class TestSupervision:
         assert (error["type"], error["message"]) == ("Boom", "boom")
         assert datetime.fromisoformat(error["at"]).tzinfo is not None
 
-    async def test_backoff_delays_grow_exponentially(self, autojump_clock: MockClock) -> None:
-        """Each restart waits twice as long as the one before."""
+    @pytest.mark.parametrize(
+        ("max_restarts", "backoff_max", "gaps"),
+        [
+            pytest.param(4, 100, [1, 2, 4, 8], id="delays-grow-exponentially"),
+            pytest.param(5, 3, [1, 2, 3, 3, 3], id="delays-are-capped-at-backoff-max"),
+        ],
+    )
+    async def test_backoff_delays_double_up_to_the_cap(
+        self, autojump_clock: MockClock, max_restarts: int, backoff_max: float, gaps: list[float]
+    ) -> None:
+        """Each restart waits twice as long as the one before, and none longer than
+        ``backoff_max``."""
         starts: list[float] = []
 
         async def crash_at_start(*, task_status: trio.TaskStatus[None]) -> None:
@@ -306,34 +330,19 @@ class TestSupervision:
             raise Boom("boom")
 
         mailbox = Mailbox[Job]("tiny", 1)
-        policy = RestartPolicy(max_restarts=4, window=1000, backoff_initial=1, backoff_max=100)
+        policy = RestartPolicy(
+            max_restarts=max_restarts, window=1000, backoff_initial=1, backoff_max=backoff_max
+        )
         with trio.fail_after(HANG_SECONDS):
             await supervise(mailbox, crash_at_start, policy)
-        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-        assert gaps == [1, 2, 4, 8]
-
-    async def test_backoff_is_capped(self, autojump_clock: MockClock) -> None:
-        """No restart waits longer than ``backoff_max``."""
-        starts: list[float] = []
-
-        async def crash_at_start(*, task_status: trio.TaskStatus[None]) -> None:
-            starts.append(trio.current_time())
-            raise Boom("boom")
-
-        mailbox = Mailbox[Job]("tiny", 1)
-        policy = RestartPolicy(max_restarts=5, window=1000, backoff_initial=1, backoff_max=3)
-        with trio.fail_after(HANG_SECONDS):
-            await supervise(mailbox, crash_at_start, policy)
-        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-        assert gaps == [1, 2, 3, 3, 3]
+        assert [later - earlier for earlier, later in itertools.pairwise(starts)] == gaps
 
     async def test_queued_messages_survive_a_restart(
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """Jobs queued behind the one that crashed are handled by the restarted loop."""
-        mailbox = Mailbox[Job]("tiny", 4)
         worker = Worker(gated=True)
-        await start_supervised(nursery, mailbox, worker)
+        mailbox = await tiny_actor(nursery, worker)
         crashed = await ask_soon(nursery, mailbox, "crash")
         queued = [await ask_soon(nursery, mailbox, value) for value in ("a", "b")]
         assert mailbox.depth() == 2
@@ -344,20 +353,6 @@ class TestSupervision:
         assert isinstance(crashed.error, ActorCrashed)
         assert [outcome.value for outcome in queued] == ["A", "B"]
         assert mailbox.health.restarts == 1
-
-    async def test_crashes_spread_wider_than_the_window_never_exhaust_the_budget(
-        self, nursery: trio.Nursery, autojump_clock: MockClock
-    ) -> None:
-        """Only crashes within ``window`` seconds count against ``max_restarts``."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        policy = RestartPolicy(max_restarts=1, window=10, backoff_initial=1)
-        await start_supervised(nursery, mailbox, Worker(), policy=policy)
-        for _ in range(3):
-            with pytest.raises(ActorCrashed):
-                await asked(mailbox, "crash")
-            await trio.sleep(policy.window + 1)
-        assert mailbox.health.state is ActorState.RUNNING
-        assert mailbox.health.restarts == 3
 
     async def test_closing_the_mailbox_stops_the_actor_without_a_restart(
         self, nursery: trio.Nursery, autojump_clock: MockClock
@@ -375,19 +370,39 @@ class TestSupervision:
 
 
 class TestRestartBudget:
-    async def test_too_many_crashes_in_the_window_fail_the_actor(
-        self, nursery: trio.Nursery, autojump_clock: MockClock
+    WINDOW = 10
+
+    @pytest.mark.parametrize(
+        ("pause", "state", "restarts"),
+        [
+            pytest.param(
+                0, ActorState.FAILED, 2, id="too-many-crashes-in-the-window-fail-the-actor",
+            ),
+            pytest.param(
+                WINDOW + 1, ActorState.RUNNING, 3,
+                id="crashes-spread-wider-than-the-window-never-exhaust-the-budget",
+            ),
+        ],
+    )
+    async def test_only_crashes_within_the_window_count_against_the_budget(
+        self,
+        nursery: trio.Nursery,
+        autojump_clock: MockClock,
+        pause: float,
+        state: ActorState,
+        restarts: int,
     ) -> None:
-        """One crash more than ``max_restarts`` within the window leaves the actor failed."""
-        mailbox = Mailbox[Job]("tiny", 8)
-        policy = RestartPolicy(max_restarts=2, window=60)
-        await start_supervised(nursery, mailbox, Worker(), policy=policy)
+        """One crash more than ``max_restarts`` within ``window`` seconds leaves the actor
+        failed; crashes further apart than the window are each restarted."""
+        policy = RestartPolicy(max_restarts=2, window=self.WINDOW, backoff_initial=1)
+        mailbox = await tiny_actor(nursery, policy=policy)
         for _ in range(3):
             with pytest.raises(ActorCrashed):
                 await asked(mailbox, "crash")
+            await trio.sleep(pause)
         await wait_all_tasks_blocked()
-        assert mailbox.health.state is ActorState.FAILED
-        assert mailbox.health.restarts == 2
+        assert mailbox.health.state is state
+        assert mailbox.health.restarts == restarts
 
     async def test_queued_asks_of_a_failed_actor_get_actor_crashed(
         self, nursery: trio.Nursery, autojump_clock: MockClock
@@ -413,8 +428,7 @@ class TestRestartBudget:
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """Once failed, the actor refuses new asks at once, long before their deadline."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker(), policy=RestartPolicy(max_restarts=0))
+        mailbox = await tiny_actor(nursery, policy=RestartPolicy(max_restarts=0))
         with pytest.raises(ActorCrashed):
             await asked(mailbox, "crash")
         await wait_all_tasks_blocked()
@@ -473,11 +487,7 @@ class TestCancellation:
         """Handlers cancelled in flight end the loop at once and are not counted as failed."""
         mailbox = Mailbox[Job]("tiny", 4)
         worker = Worker(gated=True)
-        replies = []
-        for value in ("a", "b", "c"):
-            reply_send, reply_recv = trio.open_memory_channel[Any](1)
-            mailbox.send_channel.send_nowait(Job(value, reply_send))
-            replies.append(reply_recv)
+        replies = queue_jobs(mailbox, ("a", "b", "c"))
         async with trio.open_nursery() as inner:
             await inner.start(partial(serve_mailbox, mailbox, worker.handle, concurrency=3))
             await wait_all_tasks_blocked()
@@ -516,8 +526,7 @@ class TestHealthSnapshot:
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """A running actor's snapshot carries the contract's fields and no others."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker())
+        mailbox = await tiny_actor(nursery)
         snapshot = mailbox.health.snapshot()
         assert set(snapshot) == SNAPSHOT_KEYS
         assert snapshot["name"] == "tiny"
@@ -530,8 +539,7 @@ class TestHealthSnapshot:
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """Handled messages count as processed, a crashing one as failed."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker())
+        mailbox = await tiny_actor(nursery)
         with pytest.raises(ActorCrashed):
             await asked(mailbox, "crash")
         assert await asked(mailbox, "a") == "A"
@@ -549,8 +557,7 @@ class TestHealthSnapshot:
         self, nursery: trio.Nursery, autojump_clock: MockClock
     ) -> None:
         """``mailbox.depth`` and ``in_flight`` follow what is waiting and what is running."""
-        mailbox = Mailbox[Job]("tiny", 4)
-        await start_supervised(nursery, mailbox, Worker(gated=True))
+        mailbox = await tiny_actor(nursery, Worker(gated=True))
         for value in ("a", "b", "c"):
             await ask_soon(nursery, mailbox, value)
         snapshot = mailbox.health.snapshot()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from quart.wrappers import Response
 from trio.testing import wait_all_tasks_blocked
 
 from actors.system import Vault
+from tests.polling import eventually
 from tests.support import actor_headers, multipart_body, pdf_bytes, upload_fields
 from vault.config import Settings
 from vault.domain.models import Role
@@ -32,6 +33,20 @@ DOCUMENT_FIELDS = frozenset({
     "metadata", "created_at", "updated_at",
 })
 """The contract's ``Document`` object, key for key."""
+
+ACTIONS = ("upload", "download", "verify", "archive", "list")
+
+ALLOWED: Mapping[Role, frozenset[str]] = {
+    Role.ADMIN: frozenset(ACTIONS),
+    Role.ISSUER: frozenset(ACTIONS),
+    Role.INVESTOR: frozenset({"download", "list"}),
+    Role.AUDITOR: frozenset({"download", "verify", "list"}),
+    Role.COMPLIANCE_OFFICER: frozenset({"download", "verify", "archive", "list"}),
+}
+"""The contract's role matrix, written out independently of the code's."""
+
+SUCCESS = {"upload": 201, "download": 200, "verify": 200, "archive": 200, "list": 200}
+"""The status each action answers when it is allowed."""
 
 
 def list_path(entity_id: UUID | str) -> str:
@@ -127,11 +142,55 @@ def object_path(settings: Settings, storage_key: str) -> Path:
     return settings.vault_data_dir / "blobs" / "objects" / storage_key
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Let every other task run until ``condition`` holds (worker threads included)."""
-    with trio.fail_after(5):
-        while not condition():
-            await wait_all_tasks_blocked(cushion=0.001)
+async def act(
+    client: Client,
+    action: str,
+    headers: Mapping[str, str],
+    admin: Mapping[str, str] | None = None,
+) -> Response:
+    """Perform one of ``ACTIONS`` with ``headers``; every action but an upload is on a fresh
+    document uploaded with ``admin`` (an admin's headers by default)."""
+    entity = uuid4()
+    if action == "upload":
+        return await post_upload(client, entity_id=entity, headers=headers)
+    doc = await uploaded(
+        client, entity_id=entity,
+        headers=actor_headers(Role.ADMIN) if admin is None else admin,
+    )
+    match action:
+        case "download":
+            return await client.get(download_path(doc["id"]), headers=dict(headers))
+        case "verify":
+            return await verify(client, doc["id"], headers)
+        case "archive":
+            return await client.delete(archive_path(doc["id"]), headers=dict(headers))
+        case "list":
+            return await client.get(list_path(entity), headers=dict(headers))
+    raise AssertionError(action)
+
+
+async def assert_matrix_answer(response: Response, role: Role, action: str) -> None:
+    """The answer the role matrix gives ``role`` for ``action``: success, or 403."""
+    if action in ALLOWED[role]:
+        assert response.status_code == SUCCESS[action], await response.get_data(as_text=True)
+    else:
+        await problem(response, 403, "UNAUTHORIZED_ACCESS")
+
+
+def decisions(logs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The ``access_decided`` entries among captured log entries."""
+    return [entry for entry in logs if entry["event"] == "access_decided"]
+
+
+def assert_decided(
+    logged: Iterable[Mapping[str, Any]], *, actor: UUID, role: str, entity: str, source: str
+) -> None:
+    """Each decision names ``actor`` with ``role``, the document's ``entity`` and its ``source``."""
+    for decision in logged:
+        assert decision["actor_id"] == str(actor)
+        assert decision["role"] == role
+        assert decision["entity_id"] == entity
+        assert decision["source"] == source
 
 
 async def quiesce(vault: Vault) -> None:
@@ -139,4 +198,7 @@ async def quiesce(vault: Vault) -> None:
     backends = vault.backends
     limiters = (backends.db_limiter, backends.blob_limiter, backends.sink_limiter)
     await wait_all_tasks_blocked(cushion=0.001)
-    await wait_until(lambda: all(limiter.borrowed_tokens == 0 for limiter in limiters))
+    await eventually(
+        lambda: all(limiter.borrowed_tokens == 0 for limiter in limiters),
+        "every worker thread of the vault to be idle", within=5,
+    )

@@ -9,7 +9,8 @@ from quart.wrappers import Response
 
 from actors.runtime import ActorState
 from actors.system import Sizing, Vault
-from tests.http.helpers import post_upload, problem, quiesce, uploaded, verify, wait_until
+from tests.http.helpers import post_upload, problem, quiesce, uploaded, verify
+from tests.polling import eventually
 from vault_http.app import VaultApp
 
 
@@ -36,9 +37,11 @@ class TestFullMailbox:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(verify_in_background)
-            await wait_until(lambda: vault.verifier.health.in_flight == 1)
+            await eventually(lambda: vault.verifier.health.in_flight == 1,
+                             "the first verify to be in the verifier's hands")
             nursery.start_soon(verify_in_background)
-            await wait_until(lambda: vault.verifier.depth() == 1)
+            await eventually(lambda: vault.verifier.depth() == 1,
+                             "the second verify to wait in the mailbox")
 
             busy = await verify(client, doc["id"])
             body = await problem(busy, 503, "SERVICE_BUSY")

@@ -45,6 +45,21 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+async def hand_made_token(settings: Settings, doc: dict[str, Any], *, expires_at: int) -> str:
+    """A blob token for ``doc`` signed with the service's own key, expiring at ``expires_at``."""
+    signer = await trio.to_thread.run_sync(url_signer, settings)
+    return signer.sign(
+        DownloadClaims(
+            document_id=UUID(doc["id"]),
+            key=doc["storage_key"],
+            version_id=None,
+            filename=doc["filename"],
+            mime_type=doc["mime_type"],
+            expires_at=expires_at,
+        )
+    )
+
+
 class TestIssuedUrl:
     async def test_answers_exactly_the_four_fields(
         self, client: Client, settings: Settings
@@ -174,17 +189,7 @@ class TestBlobUrl:
     async def test_expired_token_is_403(self, client: Client, settings: Settings) -> None:
         """A correctly signed token past its expiry answers 403."""
         doc = await uploaded(client)
-        signer = await trio.to_thread.run_sync(url_signer, settings)
-        token = signer.sign(
-            DownloadClaims(
-                document_id=UUID(doc["id"]),
-                key=doc["storage_key"],
-                version_id=None,
-                filename=doc["filename"],
-                mime_type=doc["mime_type"],
-                expires_at=int(time.time()) - 1,
-            )
-        )
+        token = await hand_made_token(settings, doc, expires_at=int(time.time()) - 1)
         response = await client.get(f"/api/v1/blobs/{token}")
         body = await problem(response, 403, "UNAUTHORIZED_ACCESS")
         assert "expired" in body["detail"]
@@ -195,17 +200,7 @@ class TestBlobUrl:
         """The same hand-made token with a future expiry serves the document (control case)."""
         content = pdf_bytes(100)
         doc = await uploaded(client, content=content)
-        signer = await trio.to_thread.run_sync(url_signer, settings)
-        token = signer.sign(
-            DownloadClaims(
-                document_id=UUID(doc["id"]),
-                key=doc["storage_key"],
-                version_id=None,
-                filename=doc["filename"],
-                mime_type=doc["mime_type"],
-                expires_at=int(time.time()) + 60,
-            )
-        )
+        token = await hand_made_token(settings, doc, expires_at=int(time.time()) + 60)
         response = await client.get(f"/api/v1/blobs/{token}")
         assert response.status_code == 200
         assert await response.get_data() == content

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 from quart.typing import TestClientProtocol as Client
-from quart.wrappers import Response
 
 from tests.http.helpers import (
+    ACTIONS,
+    act,
     archive_path,
+    assert_matrix_answer,
     audit_rows,
     download_path,
     list_path,
-    post_upload,
     problem,
     uploaded,
     verify,
@@ -24,52 +24,17 @@ from tests.support import actor_headers, test_settings
 from vault.config import Settings
 from vault.domain.models import Role
 
-ACTIONS = ("upload", "download", "verify", "archive", "list")
-
-ALLOWED: Mapping[Role, frozenset[str]] = {
-    Role.ADMIN: frozenset(ACTIONS),
-    Role.ISSUER: frozenset(ACTIONS),
-    Role.INVESTOR: frozenset({"download", "list"}),
-    Role.AUDITOR: frozenset({"download", "verify", "list"}),
-    Role.COMPLIANCE_OFFICER: frozenset({"download", "verify", "archive", "list"}),
-}
-"""The contract's role matrix, written out independently of the code's."""
-
-SUCCESS = {"upload": 201, "download": 200, "verify": 200, "archive": 200, "list": 200}
-
-
-async def _act(client: Client, action: str, headers: Mapping[str, str]) -> Response:
-    """Perform ``action`` with ``headers`` on a document an admin uploaded."""
-    entity = uuid4()
-    if action == "upload":
-        return await post_upload(client, entity_id=entity, headers=headers)
-    doc = await uploaded(client, entity_id=entity, headers=actor_headers(Role.ADMIN))
-    match action:
-        case "download":
-            return await client.get(download_path(doc["id"]), headers=dict(headers))
-        case "verify":
-            return await verify(client, doc["id"], headers)
-        case "archive":
-            return await client.delete(archive_path(doc["id"]), headers=dict(headers))
-        case "list":
-            return await client.get(list_path(entity), headers=dict(headers))
-    raise AssertionError(action)
-
 
 class TestRoleMatrix:
     @pytest.mark.parametrize("action", ACTIONS)
     @pytest.mark.parametrize("role", list(Role))
     async def test_role_may_or_may_not_act(self, client: Client, role: Role, action: str) -> None:
         """Each role is allowed exactly the actions the contract's matrix gives it, else 403."""
-        response = await _act(client, action, actor_headers(role))
-        if action in ALLOWED[role]:
-            assert response.status_code == SUCCESS[action], await response.get_data(as_text=True)
-        else:
-            await problem(response, 403, "UNAUTHORIZED_ACCESS")
+        await assert_matrix_answer(await act(client, action, actor_headers(role)), role, action)
 
     async def test_role_header_is_case_insensitive(self, client: Client) -> None:
         """``X-Actor-Role: Admin`` is the admin role."""
-        response = await _act(client, "archive", {"X-Actor-Id": str(uuid4()),
+        response = await act(client, "archive", {"X-Actor-Id": str(uuid4()),
                                                    "X-Actor-Role": "Admin"})
         assert response.status_code == 200
 
@@ -78,26 +43,26 @@ class TestUnauthenticated:
     @pytest.mark.parametrize("action", ACTIONS)
     async def test_no_actor_is_401_with_bearer_challenge(self, client: Client, action: str) -> None:
         """No X-Actor-Id and no actor field answers 401 with ``WWW-Authenticate: Bearer``."""
-        response = await _act(client, action, {"X-Actor-Role": "admin"})
+        response = await act(client, action, {"X-Actor-Role": "admin"})
         await problem(response, 401, "UNAUTHENTICATED")
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
     @pytest.mark.parametrize("action", ACTIONS)
     async def test_actor_id_that_is_not_a_uuid_is_401(self, client: Client, action: str) -> None:
         """An X-Actor-Id that is not a UUID answers 401."""
-        response = await _act(client, action, {"X-Actor-Id": "alice", "X-Actor-Role": "admin"})
+        response = await act(client, action, {"X-Actor-Id": "alice", "X-Actor-Role": "admin"})
         await problem(response, 401, "UNAUTHENTICATED")
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
     @pytest.mark.parametrize("action", ACTIONS)
     async def test_unknown_role_is_401(self, client: Client, action: str) -> None:
         """An X-Actor-Role outside the five roles answers 401."""
-        response = await _act(client, action, actor_headers("superuser"))
+        response = await act(client, action, actor_headers("superuser"))
         await problem(response, 401, "UNAUTHENTICATED")
 
     async def test_no_role_anywhere_is_401(self, client: Client) -> None:
         """An actor with no X-Actor-Role and no EPR_MOCK_ROLES entry answers 401."""
-        response = await _act(client, "list", {"X-Actor-Id": str(uuid4())})
+        response = await act(client, "list", {"X-Actor-Id": str(uuid4())})
         await problem(response, 401, "UNAUTHENTICATED")
 
     async def test_unauthenticated_wins_over_malformed_request(self, client: Client) -> None:
@@ -116,23 +81,23 @@ class TestMockRoles:
 
     async def test_role_comes_from_epr_mock_roles(self, client: Client) -> None:
         """Without X-Actor-Role, EPR_MOCK_ROLES gives the actor its role (auditor may verify)."""
-        response = await _act(client, "verify", {"X-Actor-Id": str(MAPPED_AUDITOR)})
+        response = await act(client, "verify", {"X-Actor-Id": str(MAPPED_AUDITOR)})
         assert response.status_code == 200
         assert (await response.get_json())["verified_by"] == str(MAPPED_AUDITOR)
 
     async def test_mapped_role_is_enforced(self, client: Client) -> None:
         """The mapped role limits the actor like a header role would (auditor may not upload)."""
-        response = await _act(client, "upload", {"X-Actor-Id": str(MAPPED_AUDITOR)})
+        response = await act(client, "upload", {"X-Actor-Id": str(MAPPED_AUDITOR)})
         await problem(response, 403, "UNAUTHORIZED_ACCESS")
 
     async def test_header_role_wins_over_the_mapping(self, client: Client) -> None:
         """An explicit X-Actor-Role is used even when EPR_MOCK_ROLES lists the actor."""
-        response = await _act(client, "upload", actor_headers(Role.ISSUER, MAPPED_AUDITOR))
+        response = await act(client, "upload", actor_headers(Role.ISSUER, MAPPED_AUDITOR))
         assert response.status_code == 201
 
     async def test_unmapped_actor_without_role_is_401(self, client: Client) -> None:
         """An actor absent from EPR_MOCK_ROLES and sending no role answers 401."""
-        response = await _act(client, "verify", {"X-Actor-Id": str(uuid4())})
+        response = await act(client, "verify", {"X-Actor-Id": str(uuid4())})
         await problem(response, 401, "UNAUTHENTICATED")
 
 

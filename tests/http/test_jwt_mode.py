@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,12 +13,16 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from quart.typing import TestClientProtocol as Client
-from quart.wrappers import Response
 
 from actors.access import MatrixAuthorizer
 from actors.system import Sizing, Vault, authorizer_for
 from tests.http.helpers import (
+    ACTIONS,
+    act,
     archive_path,
+    assert_decided,
+    assert_matrix_answer,
+    decisions,
     download_path,
     list_path,
     post_upload,
@@ -27,7 +30,6 @@ from tests.http.helpers import (
     uploaded,
     verify,
 )
-from tests.http.test_identity import ACTIONS, ALLOWED, SUCCESS
 from tests.support import test_settings
 from vault.config import Settings
 from vault.domain.models import Role
@@ -84,26 +86,6 @@ def token_for(signing_key: ed25519.Ed25519PrivateKey) -> Any:
     return sign
 
 
-async def _act(
-    client: Client, action: str, headers: Mapping[str, str], admin: Mapping[str, str]
-) -> Response:
-    """Perform ``action`` with ``headers`` on a document uploaded with ``admin``'s token."""
-    entity = uuid4()
-    if action == "upload":
-        return await post_upload(client, entity_id=entity, headers=headers)
-    doc = await uploaded(client, entity_id=entity, headers=admin)
-    match action:
-        case "download":
-            return await client.get(download_path(doc["id"]), headers=dict(headers))
-        case "verify":
-            return await verify(client, doc["id"], headers)
-        case "archive":
-            return await client.delete(archive_path(doc["id"]), headers=dict(headers))
-        case "list":
-            return await client.get(list_path(entity), headers=dict(headers))
-    raise AssertionError(action)
-
-
 class TestWiring:
     def test_jwt_public_key_selects_token_identity(self, settings: Settings) -> None:
         """With JWT_PUBLIC_KEY set, ``vault serve`` identifies by token, issuer and audience set."""
@@ -120,11 +102,8 @@ class TestRoleMatrixByToken:
         self, client: Client, token_for: Any, role: Role, action: str
     ) -> None:
         """Each token role is allowed exactly the contract matrix's actions, else 403."""
-        response = await _act(client, action, token_for(role), token_for(Role.ADMIN))
-        if action in ALLOWED[role]:
-            assert response.status_code == SUCCESS[action], await response.get_data(as_text=True)
-        else:
-            await problem(response, 403, "UNAUTHORIZED_ACCESS")
+        response = await act(client, action, token_for(role), token_for(Role.ADMIN))
+        await assert_matrix_answer(response, role, action)
 
     async def test_actor_is_the_tokens_subject(self, client: Client, token_for: Any) -> None:
         """The stored ``uploaded_by`` is the token's ``sub``."""
@@ -140,7 +119,7 @@ class TestHeaderIdentityIgnored:
     ) -> None:
         """X-Actor-Id and X-Actor-Role alone identify no one when JWT is configured."""
         headers = {"X-Actor-Id": str(uuid4()), "X-Actor-Role": "admin"}
-        response = await _act(client, action, headers, token_for(Role.ADMIN))
+        response = await act(client, action, headers, token_for(Role.ADMIN))
         await problem(response, 401, "UNAUTHENTICATED")
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
@@ -257,12 +236,10 @@ class TestDecisionLog:
         with structlog.testing.capture_logs() as logs:
             await client.get(download_path(doc["id"]), headers=token_for(Role.INVESTOR, investor))
             await client.delete(archive_path(doc["id"]), headers=token_for(Role.INVESTOR, investor))
-        decisions = [e for e in logs if e["event"] == "access_decided"]
-        assert [(d["action"], d["allowed"]) for d in decisions] == [
+        decided = decisions(logs)
+        assert [(d["action"], d["allowed"]) for d in decided] == [
             ("document:download", True), ("document:archive", False)
         ]
-        for decision in decisions:
-            assert decision["actor_id"] == str(investor)
-            assert decision["role"] == "investor"
-            assert decision["entity_id"] == str(entity)
-            assert decision["source"] == "role_matrix"
+        assert_decided(
+            decided, actor=investor, role="investor", entity=str(entity), source="role_matrix"
+        )

@@ -11,7 +11,8 @@ from quart.typing import TestClientProtocol as Client
 
 from actors.runtime import ActorState
 from actors.system import Vault
-from tests.http.helpers import list_path, problem, quiesce, uploaded, wait_until
+from tests.http.helpers import list_path, problem, quiesce, uploaded
+from tests.polling import eventually
 from tests.support import actor_headers
 from vault.domain.errors import BlobStoreUnavailable
 
@@ -189,7 +190,7 @@ class TestMetrics:
                 for name in ("document_events", "audit_events")
             )
 
-        await wait_until(both_delivered)
+        await eventually(both_delivered, "both events of the upload to be delivered")
         response = await client.get("/metrics")
         samples = _samples(await response.get_data(as_text=True))
         by_destination = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -18,6 +18,8 @@ from actors.access import ServiceAuthorizer
 from actors.system import Sizing, Vault, authorizer_for
 from tests.http.helpers import (
     archive_path,
+    assert_decided,
+    decisions,
     download_path,
     list_path,
     post_upload,
@@ -25,8 +27,8 @@ from tests.http.helpers import (
     uploaded,
     verify,
 )
+from tests.permission_service import Answer, FakePermissionService, closed_port_url
 from tests.support import actor_headers, test_settings
-from tests.vault.test_epr import FakePermissionService, closed_port_url
 from vault.adapters.permissions_service import CachedPermissions, DecisionCache, EprClient
 from vault.config import Settings
 from vault.domain.errors import DependencyUnavailable, Forbidden
@@ -37,12 +39,6 @@ from vault_http.identity import identity_for
 
 TIMEOUT = 0.3
 """EPR_SERVICE_TIMEOUT in these tests: how long a hanging service is waited for."""
-
-
-@pytest.fixture
-def permission_service() -> Iterator[FakePermissionService]:
-    with FakePermissionService.running() as service:
-        yield service
 
 
 @pytest.fixture
@@ -113,6 +109,11 @@ async def _on_document(
 DOCUMENT_ACTIONS = {"download": 200, "verify": 200, "archive": 200}
 
 
+def uploads_allowed_then(answer: Answer) -> Callable[[Any], Answer]:
+    """The service's answer: allow uploads (so a document exists), ``answer`` the rest."""
+    return lambda body: "allow" if body["action"] == "document:upload" else answer
+
+
 class TestAllow:
     async def test_upload_asks_about_the_entity(
         self, client: Client, permission_service: FakePermissionService
@@ -181,9 +182,7 @@ class TestDeny:
         self, client: Client, permission_service: FakePermissionService, action: str
     ) -> None:
         """A deny on download, verify or archive answers 403 UNAUTHORIZED_ACCESS."""
-        permission_service.answer = lambda body: (
-            "allow" if body["action"] == "document:upload" else "deny"
-        )
+        permission_service.answer = uploads_allowed_then("deny")
         _, response = await _on_document(
             client, permission_service, action, actor_headers(Role.ADMIN)
         )
@@ -215,9 +214,7 @@ class TestUnavailable:
         self, client: Client, permission_service: FakePermissionService, action: str
     ) -> None:
         """A service that does not answer within EPR_SERVICE_TIMEOUT makes the action 503."""
-        permission_service.answer = lambda body: (
-            "allow" if body["action"] == "document:upload" else "hang"
-        )
+        permission_service.answer = uploads_allowed_then("hang")
         _, response = await _on_document(
             client, permission_service, action, actor_headers(Role.ADMIN)
         )
@@ -267,16 +264,14 @@ class TestDecisionLog:
         with structlog.testing.capture_logs() as logs:
             await client.get(download_path(doc["id"]), headers=headers)
             await client.delete(archive_path(doc["id"]), headers=headers)
-        decisions = [e for e in logs if e["event"] == "access_decided"]
-        assert [(d["action"], d["allowed"]) for d in decisions] == [
+        decided = decisions(logs)
+        assert [(d["action"], d["allowed"]) for d in decided] == [
             ("document:download", True), ("document:archive", False)
         ]
-        for decision in decisions:
-            assert decision["actor_id"] == str(actor)
-            assert decision["role"] == "auditor"
-            assert decision["entity_id"] == str(entity)
-            assert decision["source"] == "permissions_service"
-            assert decision["cached"] is False
+        assert_decided(
+            decided, actor=actor, role="auditor", entity=str(entity), source="permissions_service"
+        )
+        assert all(decision["cached"] is False for decision in decided)
 
     async def test_cached_decision_is_logged_as_cached(
         self, client: Client, permission_service: FakePermissionService
@@ -287,8 +282,9 @@ class TestDecisionLog:
         with structlog.testing.capture_logs() as logs:
             for _ in range(2):
                 await client.get(download_path(doc["id"]), headers=headers)
-        decisions = [e for e in logs if e["event"] == "access_decided"]
-        assert [(d["allowed"], d["cached"]) for d in decisions] == [(True, False), (True, True)]
+        assert [(d["allowed"], d["cached"]) for d in decisions(logs)] == [
+            (True, False), (True, True)
+        ]
 
     async def test_undecided_is_logged_as_a_warning(
         self, client: Client, permission_service: FakePermissionService
@@ -300,7 +296,7 @@ class TestDecisionLog:
         [undecided] = [e for e in logs if e["event"] == "access_undecided"]
         assert undecided["log_level"] == "warning"
         assert undecided["reason"] == "permissions service answered HTTP 500"
-        assert not [e for e in logs if e["event"] == "access_decided"]
+        assert not decisions(logs)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from tests.http.helpers import (
     post_upload,
     problem,
     uploaded,
-    wait_until,
 )
+from tests.polling import eventually
 from tests.support import actor_headers, multipart_body, pdf_bytes, test_settings, upload_fields
 from vault.config import DEFAULT_ALLOWED_MIME_TYPES, Settings
 from vault.domain.models import Role
@@ -231,7 +231,8 @@ class TestSizeLimit:
         cut = (1 << 20) + 100_000
         async with client.request(UPLOAD, method="POST", headers=headers) as connection:
             await connection.send(body[:cut])
-            await wait_until(lambda: vault.upload.health.processed == 1)
+            await eventually(lambda: vault.upload.health.processed == 1,
+                             "the upload actor to be done with the refused upload")
             await connection.send(body[cut : cut + 1000])
             with trio.fail_after(5):
                 answer = await connection.receive()
@@ -405,7 +406,8 @@ class TestPrecedence:
         cut = (1 << 20) + 100_000
         async with client.request(UPLOAD, method="POST", headers=headers) as connection:
             await connection.send(body[:cut])
-            await wait_until(lambda: vault.upload.health.processed == 1)
+            await eventually(lambda: vault.upload.health.processed == 1,
+                             "the upload actor to be done with the refused upload")
             await connection.send(body[cut:])
             await connection.send_complete()
             response = await connection.as_response()

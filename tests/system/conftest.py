@@ -11,8 +11,6 @@ moto's server (a bucket of the test's own) for servers started with its
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +22,8 @@ from tests.system.service import (
     Production,
     Server,
     StartServer,
-    free_port,
     moto_client,
-    vault_env,
+    spawn,
 )
 from vault.adapters.blobs.s3 import ensure_bucket
 
@@ -42,22 +39,8 @@ def start_server(tmp_path: Path, data_dir: Path) -> Iterator[StartServer]:
     started: list[Server] = []
 
     def start(*, data: Path | None = None, **env: str) -> Server:
-        port = free_port()
-        log_path = tmp_path / f"server-{len(started)}-{port}.log"
-        environment = vault_env(
-            VAULT_DATA_DIR=str(data or data_dir),
-            HOST="127.0.0.1",
-            PORT=str(port),
-            ENVIRONMENT="test",
-            LOG_LEVEL="INFO",
-        )
-        environment.update(env)
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "vault", "serve"],
-                env=environment, stdout=log, stderr=subprocess.STDOUT,
-            )
-        server = Server(process, port, data or data_dir, log_path)
+        log_path = tmp_path / f"server-{len(started)}.log"
+        server = spawn(data or data_dir, log_path, env)
         started.append(server)
         server.wait_healthy()
         return server

@@ -7,8 +7,9 @@ queue created through one is there through another, and survives a restart. Name
 are therefore unique per test, and "recreating" a destination after a restart is the
 idempotent create a real deployment would run.
 
-Waiting on another process has nothing to await: the helpers here poll, briefly and
-within a bound, or long-poll SQS (which answers as soon as a message is there).
+Waiting on another process has nothing to await: the tests poll, briefly and within
+a bound (``tests.polling.eventually_sync``), or long-poll SQS (which answers as soon as
+a message is there).
 """
 
 from __future__ import annotations
@@ -16,28 +17,22 @@ from __future__ import annotations
 import http.client
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import boto3
 import httpx
-import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from tests.system.service import UPLOAD, Server, free_port, pdf, upload_form, vault_env
-
-T = TypeVar("T")
+from tests.polling import eventually_sync
+from tests.system.service import Server, free_port, pdf, post_upload
 
 MOTO_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -47,6 +42,7 @@ MOTO_ENV = {
 ARRIVAL_TIMEOUT = 20.0
 """Longest a test waits for events to reach moto (publisher backoff included)."""
 POLL_SECONDS = 0.05
+"""Pause between two checks of a bounded poll."""
 
 
 def aws(endpoint: str, service: str) -> Any:
@@ -56,18 +52,6 @@ def aws(endpoint: str, service: str) -> Any:
         aws_secret_access_key=MOTO_ENV["AWS_SECRET_ACCESS_KEY"],
         region_name=MOTO_ENV["AWS_REGION"],
     ).client(service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
-
-
-def poll(check: Callable[[], T | None], what: str, timeout: float = ARRIVAL_TIMEOUT) -> T:
-    """``check()`` once it answers something other than None or False; fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: still not the case after {timeout} s")
-        time.sleep(POLL_SECONDS)
 
 
 # ------------------------------------------------------------------ destinations
@@ -118,14 +102,18 @@ class Inbox:
         return self.messages
 
     def until(self, count: int, timeout: float = ARRIVAL_TIMEOUT) -> list[Received]:
-        """Every message so far, once there are at least ``count``."""
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count:
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{len(self.messages)} of {count} messages reached {self.url} in {timeout} s"
-                )
-            self.receive(wait_seconds=1)
+        """Every message so far, once there are at least ``count`` (each check long-polls
+        the queue for a second, so there is no pause between checks)."""
+
+        def enough() -> bool:
+            if len(self.messages) < count:
+                self.receive(wait_seconds=1)
+            return len(self.messages) >= count
+
+        eventually_sync(
+            enough, f"{count} messages to reach {self.url}", within=timeout, interval=0,
+            describe=lambda: f"{len(self.messages)} of {count} arrived",
+        )
         return self.messages
 
     def by_id(self) -> Counter[str]:
@@ -346,32 +334,10 @@ class HoldingProxy:
 # ------------------------------------------------------------------ the service
 
 
-def launch(data_dir: Path, log_path: Path, env: dict[str, str]) -> Server:
-    """Start ``vault serve`` on a free port and wait until healthy (for fixtures wider than
-    one test, which cannot use ``start_server``)."""
-    port = free_port()
-    environment = vault_env(
-        VAULT_DATA_DIR=str(data_dir), HOST="127.0.0.1", PORT=str(port),
-        ENVIRONMENT="test", LOG_LEVEL="INFO",
-    )
-    environment.update(env)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vault", "serve"],
-            env=environment, stdout=log, stderr=subprocess.STDOUT,
-        )
-    server = Server(process, port, data_dir, log_path)
-    server.wait_healthy()
-    return server
-
-
 def upload(client: httpx.Client, headers: dict[str, str], entity: uuid.UUID,
            filename: str = "agreement.pdf") -> dict[str, Any]:
     """An upload that must be accepted; its ``Document``."""
-    response = client.post(
-        UPLOAD, headers=headers, data=upload_form(entity),
-        files={"file": (filename, pdf(4096), "application/pdf")},
-    )
+    response = post_upload(client, headers, entity, pdf(4096), filename)
     assert response.status_code == 201, response.text
     document: dict[str, Any] = response.json()
     return document
@@ -379,9 +345,7 @@ def upload(client: httpx.Client, headers: dict[str, str], entity: uuid.UUID,
 
 def publisher(server: Server, name: str = "audit_publisher") -> dict[str, Any]:
     """The publisher's health snapshot."""
-    with server.client() as client:
-        snapshot: dict[str, Any] = client.get(f"/healthz/actors/{name}").json()
-    return snapshot
+    return server.actor_health(name)
 
 
 def outbox_rows(data_dir: Path) -> list[dict[str, Any]]:

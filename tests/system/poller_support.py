@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ REGION = "us-east-1"
 WAIT_SECONDS = 20.0
 """How long a bounded poll across processes waits before the test fails."""
 POLL_SECONDS = 0.05
+"""Pause between two checks of a bounded poll."""
 
 
 def sqs_client(endpoint: str) -> Any:
@@ -104,15 +104,6 @@ def queue_depth(sqs: Any, queue_url: str) -> tuple[int, int]:
         int(attributes["ApproximateNumberOfMessages"]),
         int(attributes["ApproximateNumberOfMessagesNotVisible"]),
     )
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    """Poll ``check`` until it holds (across processes there is nothing to await)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_SECONDS)
 
 
 _DOCUMENT_COLUMNS = (

@@ -4,6 +4,9 @@ Each server writes stdout and stderr to its own log file; its JSON lines
 are how the tests see what never leaves the process (on the embedded
 default, published events are logged). ``Production`` describes PostgreSQL
 and S3 on moto's server for servers that run on the production backends.
+
+Across processes there is nothing to await: waiting for a server is polling,
+with ``tests.polling.eventually_sync`` (or ``eventually`` in Trio tests).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,12 @@ import attrs
 import boto3
 import httpx
 import pytest
+import trio
+import trio.testing
 from botocore.config import Config
 
 from tests.pg import PgDatabase
+from tests.polling import eventually_sync
 from vault.config import Settings
 
 START_TIMEOUT = 20.0
@@ -78,6 +84,57 @@ def pdf(size: int = 2048) -> bytes:
     """Unique PDF-looking bytes."""
     head = b"%PDF-1.7\n" + uuid.uuid4().bytes
     return head + os.urandom(max(0, size - len(head)))
+
+
+def post_upload(client: httpx.Client, headers: dict[str, str], entity: uuid.UUID,
+                content: bytes, filename: str = "agreement.pdf") -> httpx.Response:
+    """A multipart upload as httpx streams it: form fields first, then the file."""
+    return client.post(
+        UPLOAD, headers=headers, data=upload_form(entity),
+        files={"file": (filename, content, "application/pdf")},
+    )
+
+
+RACERS = 8
+"""How many identical uploads ``race`` sends at once."""
+
+
+async def race(servers: list[Server], entity: uuid.UUID, content: bytes) -> list[httpx.Response]:
+    """``RACERS`` uploads of the same bytes for one entity, all in flight at once."""
+    headers = actor("issuer")
+    responses: list[httpx.Response] = []
+    clients = [server.async_client() for server in servers]
+    ready = trio.Event()
+
+    async def one(client: httpx.AsyncClient) -> None:
+        await ready.wait()
+        responses.append(await client.post(
+            UPLOAD, headers=headers, data=upload_form(entity),
+            files={"file": ("same.pdf", content, "application/pdf")},
+        ))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(RACERS):
+                nursery.start_soon(one, clients[i % len(clients)])
+            await trio.testing.wait_all_tasks_blocked()
+            ready.set()
+    finally:
+        for client in clients:
+            await client.aclose()
+    return responses
+
+
+def assert_one_winner(responses: list[httpx.Response]) -> None:
+    """One racer got 201; every other got 409 naming the winner's document."""
+    codes = Counter(r.status_code for r in responses)
+    assert codes == {201: 1, 409: RACERS - 1}, [r.text for r in responses]
+    winner = next(r.json()["id"] for r in responses if r.status_code == 201)
+    for response in responses:
+        if response.status_code == 409:
+            body = response.json()
+            assert body["error_code"] == "DUPLICATE_DOCUMENT"
+            assert body["existing_document_id"] == winner
 
 
 class StreamedUpload:
@@ -213,27 +270,67 @@ class Server:
         return self.wait(timeout)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
-        """Poll ``/healthz`` until 200: across processes there is nothing to await instead."""
-        deadline = time.monotonic() + timeout
+        """Poll ``/healthz`` until 200 (a process that exits meanwhile fails at once)."""
         with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
-            while True:
+
+            def healthy() -> bool:
                 if not self.running():
                     pytest.fail(
                         f"server exited with {self.process.returncode} while starting\n"
                         f"{self.log_tail()}"
                     )
                 try:
-                    if client.get("/healthz").status_code == 200:
-                        return
+                    return client.get("/healthz").status_code == 200
                 except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not healthy after {timeout} s\n{self.log_tail()}")
-                time.sleep(POLL_INTERVAL)
+                    return False
+
+            eventually_sync(
+                healthy, "the server to answer /healthz with 200",
+                within=timeout, interval=POLL_INTERVAL, describe=self.log_tail,
+            )
+
+    def actor_health(self, name: str) -> dict[str, Any]:
+        """``/healthz/actors/<name>``: one actor's health snapshot."""
+        with self.client() as client:
+            snapshot: dict[str, Any] = client.get(f"/healthz/actors/{name}").json()
+        return snapshot
+
+    def logged(self, event: str) -> bool:
+        """Whether the server has logged ``event`` so far."""
+        return any(line.get("event") == event for line in self.log_lines())
 
 
 StartServer = Callable[..., Server]
 """``start_server(data=None, **env)``: a healthy server, stopped at teardown."""
+
+
+def spawn(data_dir: Path, log_path: Path, env: Mapping[str, str]) -> Server:
+    """Start ``vault serve`` on a free port, on ``data_dir`` with ``env`` on top of the test
+    defaults, logging to ``log_path``; return at once (see ``Server.wait_healthy``)."""
+    port = free_port()
+    environment = vault_env(
+        VAULT_DATA_DIR=str(data_dir), HOST="127.0.0.1", PORT=str(port),
+        ENVIRONMENT="test", LOG_LEVEL="INFO",
+    )
+    environment.update(env)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vault", "serve"],
+            env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )
+    return Server(process, port, data_dir, log_path)
+
+
+def launch(data_dir: Path, log_path: Path, env: Mapping[str, str]) -> Server:
+    """``spawn``, then wait until healthy; a server that never gets there is stopped (for
+    fixtures wider than one test, which cannot use ``start_server``)."""
+    server = spawn(data_dir, log_path, env)
+    try:
+        server.wait_healthy()
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 @attrs.frozen

@@ -9,18 +9,9 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.system.service import UPLOAD, Server, actor, pdf, upload_form
+from tests.system.service import Server, actor, pdf, post_upload
 
 pytestmark = pytest.mark.system
-
-
-def upload(client: httpx.Client, headers: dict[str, str], entity: uuid.UUID, content: bytes,
-           filename: str = "agreement.pdf") -> httpx.Response:
-    """A multipart upload as httpx streams it: form fields first, then the file."""
-    return client.post(
-        UPLOAD, headers=headers, data=upload_form(entity),
-        files={"file": (filename, content, "application/pdf")},
-    )
 
 
 class TestLifecycle:
@@ -28,7 +19,7 @@ class TestLifecycle:
         """A document goes through every route and comes back byte for byte."""
         entity, content, headers = uuid.uuid4(), pdf(300_000), actor("admin")
         with server.client() as client:
-            created = upload(client, headers, entity, content)
+            created = post_upload(client, headers, entity, content)
             assert created.status_code == 201, created.text
             doc = created.json()
             assert doc["status"] == "uploaded"
@@ -74,7 +65,7 @@ class TestTampering:
         """A byte changed in the stored object makes verification answer mismatch and alert."""
         entity, headers = uuid.uuid4(), actor("admin")
         with server.client() as client:
-            created = upload(client, headers, entity, pdf(50_000))
+            created = post_upload(client, headers, entity, pdf(50_000))
             assert created.status_code == 201, created.text
             doc = created.json()
             stored = server.data_dir / "blobs" / "objects" / doc["storage_key"]
@@ -100,7 +91,7 @@ class TestDownloadUrls:
         """A download URL answers 403 once its expiry has passed."""
         headers = actor("admin")
         with server.client() as client:
-            doc = upload(client, headers, uuid.uuid4(), pdf()).json()
+            doc = post_upload(client, headers, uuid.uuid4(), pdf()).json()
             issued = client.get(
                 f"/api/v1/documents/{doc['id']}/download", headers=headers,
                 params={"expires_in": "1"},
@@ -116,7 +107,7 @@ class TestDownloadUrls:
         """A download URL with one character of its token changed answers 403."""
         headers = actor("admin")
         with server.client() as client:
-            doc = upload(client, headers, uuid.uuid4(), pdf()).json()
+            doc = post_upload(client, headers, uuid.uuid4(), pdf()).json()
             url = client.get(
                 f"/api/v1/documents/{doc['id']}/download", headers=headers
             ).json()["download_url"]

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from tests.pg import PgDatabase
+from tests.polling import eventually_sync
 from tests.system.poller_support import (
+    POLL_SECONDS,
+    WAIT_SECONDS,
     VaultDb,
     consumer_env,
     entity_event,
@@ -19,11 +22,8 @@ from tests.system.poller_support import (
     queue_depth,
     send,
     sqs_client,
-    wait_for,
 )
 from tests.system.service import Server, StartServer
-
-POLLER = "/healthz/actors/entity_deletion_poller"
 
 
 @pytest.fixture
@@ -37,9 +37,7 @@ def queue_url(sqs: Any) -> str:
 
 
 def poller_health(server: Server) -> dict[str, Any]:
-    with server.client() as client:
-        snapshot: dict[str, Any] = client.get(POLLER).json()
-        return snapshot
+    return server.actor_health("entity_deletion_poller")
 
 
 def drained(sqs: Any, queue_url: str) -> bool:
@@ -59,7 +57,10 @@ class TestConsuming:
 
         send(sqs, queue_url, flat(entity_event(plain)), enveloped(entity_event(wrapped)))
 
-        wait_for(lambda: drained(sqs, queue_url), "both messages to be deleted")
+        eventually_sync(
+            lambda: drained(sqs, queue_url), "both messages to be deleted",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         assert db.statuses(plain) == {"archived": 3}
         assert db.statuses(wrapped) == {"archived": 2}
         db.assert_whole(plain)
@@ -77,7 +78,10 @@ class TestConsuming:
 
         send(sqs, queue_url, flat(event), enveloped(event), flat(event))
 
-        wait_for(lambda: drained(sqs, queue_url), "every copy to be deleted")
+        eventually_sync(
+            lambda: drained(sqs, queue_url), "every copy to be deleted",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         assert db.processed(event["event_id"]) == 1
         assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}
         assert poller_health(server)["processed"] == 3
@@ -93,7 +97,10 @@ class TestConsuming:
 
         send(sqs, queue_url, "{{{", '{"event_id": "x"}', flat(entity_event(entity_id)))
 
-        wait_for(lambda: drained(sqs, queue_url), "every message to be deleted")
+        eventually_sync(
+            lambda: drained(sqs, queue_url), "every message to be deleted",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         assert db.statuses(entity_id) == {"archived": 1}
         health = poller_health(server)
         assert (health["state"], health["failed"]) == ("running", 0)
@@ -117,7 +124,10 @@ class TestFailures:
         event = entity_event(entity_id)
         send(sqs, queue_url, flat(event))
 
-        wait_for(lambda: poller_health(server)["failed"] >= 1, "the failure to show")
+        eventually_sync(
+            lambda: poller_health(server)["failed"] >= 1, "the failure to show",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         health = poller_health(server)
         assert health["last_error"]["type"] == "StoreUnavailable"
         assert db.statuses(entity_id) == {"archived": 500, "uploaded": 700}
@@ -126,7 +136,10 @@ class TestFailures:
         assert sum(queue_depth(sqs, queue_url)) == 1
 
         db.query("DROP TRIGGER poison")
-        wait_for(lambda: drained(sqs, queue_url), "the redelivery to be acknowledged")
+        eventually_sync(
+            lambda: drained(sqs, queue_url), "the redelivery to be acknowledged",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         assert db.statuses(entity_id) == {"archived": 1200}
         assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}
         assert db.processed(event["event_id"]) == 1
@@ -153,7 +166,10 @@ class TestTwoServers:
 
         send(sqs, queue_url, *(flat(e) for e in events), *(enveloped(e) for e in events))
 
-        wait_for(lambda: drained(sqs, queue_url), "every message to be deleted")
+        eventually_sync(
+            lambda: drained(sqs, queue_url), "every message to be deleted",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         for event, (entity_id, ids) in zip(events, entities, strict=True):
             assert db.processed(event["event_id"]) == 1
             assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}
@@ -168,7 +184,10 @@ class TestShutdown:
         server = start_server(
             **consumer_env(moto_endpoint, queue_url, DOCUMENT_CONSUMER_WAIT_TIME="20")
         )
-        wait_for(lambda: poller_health(server)["state"] == "running", "the poller to run")
+        eventually_sync(
+            lambda: poller_health(server)["state"] == "running", "the poller to run",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
 
         began = time.monotonic()
         code = server.stop()
@@ -187,7 +206,10 @@ class TestShutdown:
                     for entity_id in (uuid.uuid4() for _ in range(6))]
         events = [entity_event(entity_id) for entity_id, _ in entities]
         send(sqs, queue_url, *(flat(e) for e in events))
-        wait_for(lambda: poller_health(server)["in_flight"] > 0, "a cascade in flight")
+        eventually_sync(
+            lambda: poller_health(server)["in_flight"] > 0, "a cascade in flight",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
 
         assert server.stop() == 0
 
@@ -199,7 +221,10 @@ class TestShutdown:
         assert sum(queue_depth(sqs, queue_url)) == finished.count(False)
 
         start_server(**env)
-        wait_for(lambda: drained(sqs, queue_url), "the rest to be processed after a restart")
+        eventually_sync(
+            lambda: drained(sqs, queue_url), "the rest to be processed after a restart",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         for event, (entity_id, ids) in zip(events, entities, strict=True):
             assert db.processed(event["event_id"]) == 1
             assert db.archive_announcements(entity_id) == {str(i): 2 for i in ids}

@@ -22,21 +22,22 @@ import attrs
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.polling import eventually_sync
 from tests.system.events_support import (
+    ARRIVAL_TIMEOUT,
+    POLL_SECONDS,
     Destinations,
     HoldingProxy,
     Received,
     RestartableMoto,
     aws,
     expire_leases,
-    launch,
     outbox_rows,
-    poll,
     publisher,
     unique_name,
     upload,
 )
-from tests.system.service import Server, StartServer, actor
+from tests.system.service import Server, StartServer, actor, launch
 
 pytestmark = pytest.mark.system
 
@@ -175,18 +176,17 @@ def _live(server: Server, destinations: Destinations) -> tuple[str, dict[str, St
         )
         start = datetime.now(UTC)
 
-        def cascaded() -> bool:
-            listed = client.get(
+        def cascaded() -> dict[str, Any] | None:
+            listed: list[dict[str, Any]] = client.get(
                 f"/api/v1/documents/{other_entity}", headers=headers,
                 params={"include_archived": "true"},
             ).json()["documents"]
-            return [d["status"] for d in listed] == ["archived"]
+            return listed[0] if [d["status"] for d in listed] == ["archived"] else None
 
-        poll(cascaded, "the entity deletion archived document C")
-        archived = client.get(
-            f"/api/v1/documents/{other_entity}", headers=headers,
-            params={"include_archived": "true"},
-        ).json()["documents"][0]
+        archived = eventually_sync(
+            cascaded, "the entity deletion to archive document C",
+            within=ARRIVAL_TIMEOUT, interval=POLL_SECONDS,
+        )
         assert archived["id"] == c["id"]
         steps["cascade c"] = Step(deletion_event_id, (start, datetime.now(UTC)), archived)
     return headers["X-Actor-Id"], steps, deletion_event_id
@@ -456,7 +456,10 @@ def _wait_for_backlog(server: Server, at_least: int) -> dict[str, Any]:
             return snapshot
         return None
 
-    return poll(shows, "the publisher's health shows the backlog and the failure")
+    return eventually_sync(
+        shows, "the publisher's health to show the backlog and the failure",
+        within=ARRIVAL_TIMEOUT, interval=POLL_SECONDS,
+    )
 
 
 def _outage(
@@ -514,7 +517,10 @@ class TestQueueUnreachable:
             return all(backlog[name]["pending"] == 0 for name in ("document_events",
                                                                   "audit_events"))
 
-        poll(all_delivered, "the backlog is empty")
+        eventually_sync(
+            all_delivered, "the backlog to empty",
+            within=ARRIVAL_TIMEOUT, interval=POLL_SECONDS,
+        )
         documents.drain()
         audit.drain()
         assert documents.by_id() == dict.fromkeys(
@@ -563,7 +569,10 @@ class TestCrash:
                 return all(r["delivered_at"] is not None for r in rows
                            if r["event_id"] == sent.event_id)
 
-            poll(marked, "the resent event is marked delivered")
+            eventually_sync(
+                marked, "the resent event to be marked delivered",
+                within=ARRIVAL_TIMEOUT, interval=POLL_SECONDS,
+            )
             assert second.stop() == 0
         assert documents.drain() == [sent, again]
 
@@ -578,7 +587,10 @@ def _backing_off(server: Server, sinks: tuple[str, ...], at_least: float) -> Non
                 latest[line["sink"]] = line["retry_in_seconds"]
         return all(latest.get(sink, 0.0) >= at_least for sink in sinks)
 
-    poll(latest_backoffs, f"{', '.join(sinks)} backing off for {at_least} s")
+    eventually_sync(
+        latest_backoffs, f"{', '.join(sinks)} backing off for {at_least} s",
+        within=ARRIVAL_TIMEOUT, interval=POLL_SECONDS,
+    )
 
 
 def _logged_at(server: Server, event: str) -> datetime:

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.polling import eventually_sync
 from tests.system.service import (
     POLL_INTERVAL,
     UPLOAD,
@@ -24,23 +25,13 @@ pytestmark = pytest.mark.system
 FILE_SIZE = 4 * 1024 * 1024
 
 
-def wait_for_upload_in_flight(server: Server, timeout: float = 10.0) -> None:
-    """Poll the upload actor's snapshot until it holds a request (cross-process: no event)."""
-    deadline = time.monotonic() + timeout
-    with server.client() as client:
-        while client.get("/healthz/actors/upload").json()["in_flight"] < 1:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the upload never reached the actor\n{server.log_tail()}")
-            time.sleep(POLL_INTERVAL)
-
-
 class TestSigterm:
     def test_idle_server_exits_promptly(self, server: Server) -> None:
         """An idle server exits 0 within a couple of seconds of SIGTERM."""
         started = time.monotonic()
         assert server.stop(timeout=5) == 0
         assert time.monotonic() - started < 3
-        assert any(line.get("event") == "vault_stopped" for line in server.log_lines())
+        assert server.logged("vault_stopped")
 
     def test_upload_in_flight_completes(self, start_server: StartServer) -> None:
         """An upload half sent at SIGTERM completes with 201, its events are published
@@ -68,15 +59,18 @@ class TestSigterm:
         sender.start()
         try:
             assert paused.wait(10), "the upload never got half way"
-            wait_for_upload_in_flight(server)
+            # Across processes nothing can be awaited: poll the actor's snapshot, then the log.
+            eventually_sync(
+                lambda: server.actor_health("upload")["in_flight"] >= 1,
+                "the upload to reach the upload actor",
+                within=10, interval=POLL_INTERVAL, describe=server.log_tail,
+            )
             server.terminate()
             # The signal is received while the request is in flight; only then resume.
-            deadline = time.monotonic() + 10
-            while not any(
-                line.get("event") == "shutdown_started" for line in server.log_lines()
-            ):
-                assert time.monotonic() < deadline, server.log_tail()
-                time.sleep(POLL_INTERVAL)
+            eventually_sync(
+                lambda: server.logged("shutdown_started"), "the server to start shutting down",
+                within=10, interval=POLL_INTERVAL, describe=server.log_tail,
+            )
         finally:
             resume.set()
             sender.join(30)

@@ -7,14 +7,11 @@ import select
 import socket
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trio
-import trio.testing
 
 from tests.system.service import (
     UPLOAD,
@@ -22,54 +19,18 @@ from tests.system.service import (
     StartServer,
     StreamedUpload,
     actor,
+    assert_one_winner,
     pdf,
+    race,
     upload_form,
 )
 
 pytestmark = pytest.mark.system
 
-RACERS = 8
 LIMIT = 1024 * 1024
 """``MAX_UPLOAD_FILE_SIZE_BYTES`` for the size tests."""
 OVERSIZED = 32 * 1024 * 1024
 """Far more than the limit plus what the kernel's socket buffers can hold in flight."""
-
-
-async def race(servers: list[Server], entity: uuid.UUID, content: bytes) -> list[httpx.Response]:
-    """``RACERS`` uploads of the same bytes for one entity, all in flight at once."""
-    headers = actor("issuer")
-    responses: list[httpx.Response] = []
-    clients = [server.async_client() for server in servers]
-    ready = trio.Event()
-
-    async def one(client: httpx.AsyncClient) -> None:
-        await ready.wait()
-        responses.append(await client.post(
-            UPLOAD, headers=headers, data=upload_form(entity),
-            files={"file": ("same.pdf", content, "application/pdf")},
-        ))
-
-    try:
-        async with trio.open_nursery() as nursery:
-            for i in range(RACERS):
-                nursery.start_soon(one, clients[i % len(clients)])
-            await trio.testing.wait_all_tasks_blocked()
-            ready.set()
-    finally:
-        for client in clients:
-            await client.aclose()
-    return responses
-
-
-def assert_one_winner(responses: list[httpx.Response]) -> None:
-    codes = Counter(r.status_code for r in responses)
-    assert codes == {201: 1, 409: RACERS - 1}, [r.text for r in responses]
-    winner = next(r.json()["id"] for r in responses if r.status_code == 201)
-    for response in responses:
-        if response.status_code == 409:
-            body = response.json()
-            assert body["error_code"] == "DUPLICATE_DOCUMENT"
-            assert body["existing_document_id"] == winner
 
 
 def read_response(sock: socket.socket, received: bytes = b"") -> tuple[bytes, bytes]:

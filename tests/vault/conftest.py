@@ -2,7 +2,7 @@
 
 ``store`` is a migrated ``MetadataStore`` for each backend in
 ``STORE_BACKENDS``. A backend is a context manager yielding a
-``StoreBackend``.
+``StoreBackend`` (defined in ``store_helpers``).
 
 The PostgreSQL backend uses the session's throwaway database from
 ``tests.pg`` (skipped, or failed under ``CI=true``, without a server) and
@@ -16,29 +16,14 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import attrs
 import psycopg
 import pytest
 
 from tests.pg import PgDatabase
+from tests.vault.store_helpers import StoreBackend
 from vault.adapters.stores.postgres import PostgresMetadataStore
 from vault.adapters.stores.sqlite import SQLiteMetadataStore
 from vault.ports import MetadataStore
-
-__all__ = ["StoreBackend"]
-
-
-@attrs.frozen
-class StoreBackend:
-    """One database behind the store, and ways to reach it around the store."""
-
-    name: str
-    open_store: Callable[[], MetadataStore]
-    """Another migrated store on the same database (closed at teardown)."""
-    execute: Callable[[str, Sequence[object]], None]
-    """Run one statement straight through the driver, committing it."""
-    driver_error: type[Exception]
-    """What the driver raises when the database refuses a statement."""
 
 
 @contextlib.contextmanager

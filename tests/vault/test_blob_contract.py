@@ -8,7 +8,6 @@ own module (``test_blobs_local.py``, ``test_blobs_s3.py``).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,76 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
+from tests.vault.blob_helpers import (
+    BASE_URL,
+    KEY,
+    KMS_KEY_ID,
+    MASTER_KEY,
+    SIGNING_SECRET,
+    MiB,
+    drop_bucket,
+    new_bucket,
+    payload,
+    pending_uploads,
+    s3_client,
+    stored_versions,
+)
 from vault.adapters.blobs.local import LocalBlobStore
-from vault.adapters.blobs.s3 import PART_SIZE, S3BlobStore, ensure_bucket
+from vault.adapters.blobs.s3 import PART_SIZE, S3BlobStore
 from vault.adapters.blobs.signing import UrlSigner
-from vault.domain.errors import BlobUnreadable
+from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.ports import BlobStore
-
-MiB = 1024 * 1024
-KEY = "documents/9b2f3c1e-5d4a-4e8b-a1c2-3d4e5f607182"
-MASTER_KEY = bytes(range(32))
-SIGNING_SECRET = b"signing-secret-0123456789abcdef!"
-BASE_URL = "http://vault.test:8000"
-KMS_KEY_ID = "arn:aws:kms:us-east-1:123456789012:key/0b7a4c5e-1f2d-4e3a-9c8b-7a6d5e4f3a2b"
-
-
-# ---------------------------------------------------------------- S3 helpers
-# Shared with test_blobs_s3.py.
-
-
-def s3_client(endpoint: str, **config: Any) -> Any:
-    """An S3 client as the service builds one (``vault.adapters.aws.clients``), signing SigV4."""
-    options: dict[str, Any] = {
-        "connect_timeout": 5,
-        "read_timeout": 30,
-        "retries": {"max_attempts": 3, "mode": "standard"},
-        "signature_version": "s3v4",
-    }
-    options.update(config)
-    session = boto3.session.Session(region_name="us-east-1")
-    return session.client("s3", endpoint_url=endpoint, config=Config(**options))
-
-
-def new_bucket(client: Any, *, versioned: bool = True) -> str:
-    name = f"vault-test-{uuid.uuid4().hex[:16]}"
-    if versioned:
-        ensure_bucket(client, name)
-    else:
-        client.create_bucket(Bucket=name)
-    return name
-
-
-def drop_bucket(client: Any, bucket: str) -> None:
-    """Abort pending uploads, delete every version and marker, then the bucket."""
-    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
-    client.delete_bucket(Bucket=bucket)
-
-
-def pending_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
-    uploads: list[dict[str, Any]] = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    return uploads
-
-
-def stored_versions(client: Any, bucket: str) -> list[dict[str, Any]]:
-    versions: list[dict[str, Any]] = client.list_object_versions(Bucket=bucket).get("Versions", [])
-    return versions
-
-
-def payload(size: int) -> bytes:
-    """Random-looking bytes of any size, cheaply (a random block repeated)."""
-    block = os.urandom(4096)
-    return (block * (size // len(block) + 1))[:size]
-
 
 # ---------------------------------------------------------------- backends
 
@@ -104,6 +55,8 @@ class BlobBackend:
     """Committed objects, every version counted."""
     fetch: Callable[[str], bytes]
     """Follow a presigned URL the way a client would, returning the bytes served."""
+    unreachable: Callable[[], BlobStore]
+    """A store of the same kind whose storage cannot be reached."""
 
 
 @pytest.fixture
@@ -126,8 +79,14 @@ def local_backend(tmp_path: Path) -> BlobBackend:
         claims = signer.verify(token, now=time.time())
         return b"".join(store.read(claims.key, claims.version_id))
 
+    def unreachable() -> BlobStore:
+        not_a_folder = tmp_path / "not-a-folder"
+        not_a_folder.write_bytes(b"")
+        return LocalBlobStore(not_a_folder, MASTER_KEY, signer, BASE_URL)
+
     return BlobBackend(
-        "local", store, "local", lambda: count("tmp"), lambda: count("objects"), fetch
+        "local", store, "local", lambda: count("tmp"), lambda: count("objects"), fetch,
+        unreachable,
     )
 
 
@@ -152,6 +111,7 @@ def s3_backend(aws_env: str) -> Iterator[BlobBackend]:
             lambda: len(pending_uploads(client, bucket)),
             lambda: len(stored_versions(client, bucket)),
             fetch,
+            lambda: S3BlobStore(client, f"vault-missing-{uuid.uuid4().hex[:12]}", KMS_KEY_ID),
         )
     finally:
         try:
@@ -192,14 +152,16 @@ class TestRoundTrip:
         [0, 1, 5 * MiB, PART_SIZE - 1, PART_SIZE, PART_SIZE + 1, 20 * MiB],
         ids=["0B", "1B", "5MiB", "part-1", "part", "part+1", "20MiB"],
     )
-    def test_bytes_come_back_unchanged(self, store: BlobStore, size: int) -> None:
-        """What was committed is what is read, below, at and across the part size."""
+    def test_bytes_come_back_unchanged(self, backend: BlobBackend, size: int) -> None:
+        """What was committed is what is read, below, at and across the part size, and the
+        commit leaves no write pending behind it."""
         data = payload(size)
 
-        version_id = put(store, KEY, data)
+        version_id = put(backend.store, KEY, data)
 
-        assert get(store, KEY) == data
-        assert get(store, KEY, version_id) == data
+        assert get(backend.store, KEY) == data
+        assert get(backend.store, KEY, version_id) == data
+        assert backend.pending_writes() == 0
 
     @pytest.mark.parametrize(
         ("size", "chunk"),
@@ -303,11 +265,12 @@ class TestVisibility:
         assert backend.stored_objects() == 0
 
     def test_abort_after_commit_keeps_the_object(self, store: BlobStore) -> None:
-        """A committed object is not undone by a late abort."""
+        """A committed object is not undone by a late abort, nor by a second one."""
         writer = store.open_writer(KEY)
         writer.write(b"kept")
         writer.commit()
 
+        writer.abort()
         writer.abort()
 
         assert get(store, KEY) == b"kept"
@@ -356,9 +319,18 @@ class TestDelete:
         with pytest.raises(BlobUnreadable):
             get(backend.store, KEY)
 
-    def test_deleting_a_missing_object_is_fine(self, store: BlobStore) -> None:
-        """Delete of a key never written returns quietly."""
-        store.delete(KEY, None)
+    def test_deleting_a_missing_object_is_fine(self, backend: BlobBackend) -> None:
+        """Delete of a key never written returns None, and the key stays absent while the
+        objects beside it stay readable."""
+        other = KEY + "-kept"
+        put(backend.store, other, b"bystander")
+
+        assert backend.store.delete(KEY, None) is None
+
+        with pytest.raises(BlobUnreadable):
+            get(backend.store, KEY)
+        assert get(backend.store, other) == b"bystander"
+        assert backend.stored_objects() == 1
 
 
 class TestPresign:
@@ -381,14 +353,34 @@ class TestPresign:
 
 
 class TestPing:
-    def test_a_working_store_pings(self, store: BlobStore) -> None:
-        """ping returns quietly when the store is reachable."""
-        store.ping()
+    def test_a_working_store_pings(self, backend: BlobBackend) -> None:
+        """ping returns None when the store is reachable, leaving nothing written behind,
+        while the same kind of store whose storage cannot be reached refuses it."""
+        assert backend.store.ping() is None
+
+        assert (backend.pending_writes(), backend.stored_objects()) == (0, 0)
+        with pytest.raises(BlobStoreUnavailable):
+            backend.unreachable().ping()
 
 
 class TestKeys:
     @pytest.mark.parametrize(
-        "key", ["", "../escape", "documents/../x", "/abs", "documents\\evil", "documents/"]
+        "key",
+        [
+            "",
+            "../escape",
+            "documents/../x",
+            "documents/../../etc/passwd",
+            "documents/..",
+            "/abs",
+            "/etc/passwd",
+            "documents\\evil",
+            "..\\..\\evil",
+            "documents//double",
+            "./documents/x",
+            "documents/",
+            "documents/\x00nul",
+        ],
     )
     def test_unsafe_keys_are_a_value_error_everywhere(self, backend: BlobBackend, key: str) -> None:
         """Keys that could escape or alias a folder are refused before any I/O."""

@@ -11,6 +11,7 @@ endpoint on loopback that answers every request the same way.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
 import struct
@@ -27,8 +28,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
-from tests.vault.test_blob_contract import (
+from tests.vault.blob_helpers import (
+    KEY,
     KMS_KEY_ID,
+    MiB,
     drop_bucket,
     new_bucket,
     payload,
@@ -45,9 +48,6 @@ from vault.adapters.blobs.s3 import (
 )
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.domain.validation import content_disposition
-
-MiB = 1024 * 1024
-KEY = "documents/6f1d2c3b-4a5e-4f60-8b7c-9d0e1f2a3b4c"
 
 Call = tuple[str, dict[str, Any]]
 
@@ -95,6 +95,27 @@ def calls(client: Any) -> Iterator[list[Call]]:
 
 def named(calls: list[Call], operation: str) -> list[dict[str, Any]]:
     return [params for name, params in calls if name == operation]
+
+
+@contextlib.contextmanager
+def unreachable_for(client: Any, operation: str, *, calls: int | None = None) -> Iterator[None]:
+    """While inside, ``operation`` fails as if S3 could not be reached: every call, or only
+    the first ``calls`` of them."""
+    left = {"calls": calls}
+
+    def refuse(**_: Any) -> None:
+        if left["calls"] is None:
+            raise EndpointConnectionError(endpoint_url="http://s3.test")
+        if left["calls"] > 0:
+            left["calls"] -= 1
+            raise EndpointConnectionError(endpoint_url="http://s3.test")
+
+    event = f"before-call.s3.{operation}"
+    client.meta.events.register(event, refuse)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, refuse)
 
 
 def put(store: S3BlobStore, data: bytes, key: str = KEY, chunk: int = MiB) -> str | None:
@@ -338,18 +359,12 @@ class TestWriterFailures:
         self, store: S3BlobStore, client: Any, bucket: str
     ) -> None:
         """CompleteMultipartUpload failing is BlobStoreUnavailable, and nothing is left."""
-
-        def refuse(**_: Any) -> None:
-            raise EndpointConnectionError(endpoint_url="http://s3.test")
-
         writer = store.open_writer(KEY)
         writer.write(payload(PART_SIZE + 1))
-        client.meta.events.register("before-call.s3.CompleteMultipartUpload", refuse)
-        try:
-            with pytest.raises(BlobStoreUnavailable):
-                writer.commit()
-        finally:
-            client.meta.events.unregister("before-call.s3.CompleteMultipartUpload", refuse)
+        with unreachable_for(client, "CompleteMultipartUpload"), pytest.raises(
+            BlobStoreUnavailable
+        ):
+            writer.commit()
 
         writer.abort()
         writer.abort()
@@ -360,18 +375,10 @@ class TestWriterFailures:
         self, store: S3BlobStore, client: Any, bucket: str
     ) -> None:
         """A part S3 refuses is BlobStoreUnavailable from write, and the upload is aborted."""
-
-        def refuse(**_: Any) -> None:
-            raise EndpointConnectionError(endpoint_url="http://s3.test")
-
         writer = store.open_writer(KEY)
         writer.write(payload(PART_SIZE))
-        client.meta.events.register("before-call.s3.UploadPart", refuse)
-        try:
-            with pytest.raises(BlobStoreUnavailable):
-                writer.write(payload(PART_SIZE))
-        finally:
-            client.meta.events.unregister("before-call.s3.UploadPart", refuse)
+        with unreachable_for(client, "UploadPart"), pytest.raises(BlobStoreUnavailable):
+            writer.write(payload(PART_SIZE))
 
         assert pending_uploads(client, bucket) == []
         with pytest.raises(ValueError):
@@ -382,22 +389,12 @@ class TestWriterFailures:
         self, store: S3BlobStore, client: Any, bucket: str
     ) -> None:
         """abort never raises; when S3 cannot be told, a later abort tries again."""
-        failures = {"left": 1}
-
-        def flaky(**_: Any) -> None:
-            if failures["left"]:
-                failures["left"] -= 1
-                raise EndpointConnectionError(endpoint_url="http://s3.test")
-
         writer = store.open_writer(KEY)
         writer.write(payload(PART_SIZE + 1))
-        client.meta.events.register("before-call.s3.AbortMultipartUpload", flaky)
-        try:
+        with unreachable_for(client, "AbortMultipartUpload", calls=1):
             writer.abort()
             assert len(pending_uploads(client, bucket)) == 1
             writer.abort()
-        finally:
-            client.meta.events.unregister("before-call.s3.AbortMultipartUpload", flaky)
 
         assert pending_uploads(client, bucket) == []
 

@@ -8,10 +8,8 @@ Two stores (two pools) on one database stand in for two service replicas.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -22,7 +20,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.pg import PgDatabase, libpq_url, with_database, with_parameters
-from tests.vault.test_metadata_store import (
+from tests.vault import store_helpers
+from tests.vault.store_helpers import (
     BASE,
     SEED_DOCUMENT_COLUMNS,
     SEED_PROCESSED_EVENT_COLUMNS,
@@ -111,18 +110,8 @@ SEED_ROW_INSERT = (
 
 
 def race(calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
-    """Run every call in its own thread, released together by a barrier."""
-    barrier = threading.Barrier(len(calls), timeout=30)
-
-    def run(call: Callable[[], T]) -> T | Exception:
-        barrier.wait()
-        try:
-            return call()
-        except (DuplicateDocument, StoreUnavailable) as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls))
+    """``store_helpers.race``, where a replica may also find the database unavailable."""
+    return store_helpers.race(calls, catching=(DuplicateDocument, StoreUnavailable))
 
 
 def closed_port() -> int:
