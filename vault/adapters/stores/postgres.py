@@ -82,6 +82,10 @@ LEDGER_LOCK = Q("SELECT pg_advisory_xact_lock($key)")
 CASCADE_LOCK = Q("SELECT pg_advisory_xact_lock($lock_class, $key)")
 
 
+_AS_IS: Final = frozenset({str, int, float, bytes, type(None)})
+"""Types bound as they are: checked first, since most values are one of them."""
+
+
 class PostgresDialect:
     """PostgreSQL's spelling: psycopg's ``%(name)s`` placeholders, native values."""
 
@@ -98,6 +102,8 @@ class PostgresDialect:
         return sql.replace("%", "%%")
 
     def encode(self, value: object) -> object:
+        if type(value) in _AS_IS:
+            return value
         if isinstance(value, enum.Enum):
             return value.value
         if isinstance(value, datetime):

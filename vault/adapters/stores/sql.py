@@ -46,10 +46,12 @@ class Dialect(Protocol):
 class Q:
     """One statement, written once with named parameters and dialect fragments."""
 
-    __slots__ = ("_compiled", "sql")
+    __slots__ = ("_compiled", "_plain", "sql")
 
     def __init__(self, sql: str) -> None:
         self.sql = " ".join(sql.split())
+        self._plain: dict[str, str] = {}
+        """Compiled per dialect, for calls without list parameters (the common case)."""
         self._compiled: dict[tuple[str, tuple[tuple[str, int], ...]], str] = {}
         self._check()
 
@@ -64,6 +66,11 @@ class Q:
 
     def compile(self, dialect: Dialect, lengths: Mapping[str, int]) -> str:
         """The statement in ``dialect``'s spelling; ``lengths`` sizes each list parameter."""
+        if not lengths:
+            plain = self._plain.get(dialect.name)
+            if plain is None:
+                plain = self._plain[dialect.name] = self._compile(dialect, lengths)
+            return plain
         key = (dialect.name, tuple(sorted(lengths.items())))
         compiled = self._compiled.get(key)
         if compiled is None:

@@ -166,6 +166,10 @@ _SCHEMA: Final[tuple[str, ...]] = (
 )
 
 
+_AS_IS: Final = frozenset({str, int, float, bytes, type(None)})
+"""Types bound as they are: checked first, since most values are one of them."""
+
+
 class SQLiteDialect:
     """SQLite's spelling: ``:name`` placeholders, values as text."""
 
@@ -179,6 +183,8 @@ class SQLiteDialect:
         return sql
 
     def encode(self, value: object) -> object:
+        if type(value) in _AS_IS:
+            return value
         if isinstance(value, enum.Enum):
             return value.value
         if isinstance(value, uuid.UUID):
