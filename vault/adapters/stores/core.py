@@ -1,7 +1,8 @@
-"""The ``MetadataStore`` written once: every query and method both SQL dialects share.
+"""The ``MetadataStore`` written once: every method both SQL dialects share.
 
-``SqlMetadataStore`` holds the statements (``Q``, with ``$name``
-parameters) and the methods of the ``MetadataStore`` Protocol. A dialect
+``SqlMetadataStore`` holds the methods of the ``MetadataStore`` Protocol;
+the statements they run are ``queries.py`` (``Q``, with ``$name``
+parameters, compiled per dialect by ``sql.py``). A dialect
 subclass (``sqlite.py``, ``postgres.py``) supplies what truly differs:
 connections, how a transaction starts, the schema and its migrations, the
 locks that serialise writers across processes, a few fragments
