@@ -39,6 +39,9 @@ class Authorizer(Protocol):
     async def authorize(self, actor: Actor, action: Action, entity_id: UUID) -> None:
         """Return if allowed; raise ``Forbidden`` if not."""
 
+    async def authorize_listing(self, actor: Actor, entity_id: UUID) -> None:
+        """Return if ``actor`` may see the entity's documents listed; ``Forbidden`` if not."""
+
 
 def log_decision(
     actor: Actor, action: Action, entity_id: UUID, *, allowed: bool, source: str, **extra: object
@@ -66,6 +69,9 @@ class MatrixAuthorizer:
         log_decision(actor, action, entity_id, allowed=allowed, source=self.source)
         if not allowed:
             raise role_refusal(actor, action)
+
+    async def authorize_listing(self, actor: Actor, entity_id: UUID) -> None:
+        """Listing is open to every role: nothing to decide, nothing logged."""
 
 
 @attrs.define
@@ -145,6 +151,10 @@ class ServiceAuthorizer:
         self._log(actor, action, entity_id, allowed=allowed, cached=cached)
         if not allowed:
             raise Forbidden(f"The permissions service denies {action.value} on this entity")
+
+    async def authorize_listing(self, actor: Actor, entity_id: UUID) -> None:
+        """Who may not download an entity's documents does not see them listed."""
+        await self.authorize(actor, Action.DOWNLOAD, entity_id)
 
     def close(self) -> None:
         self.permissions.close()

@@ -105,7 +105,7 @@ def _bool_param(name: str, default: bool) -> bool:
 
 @api.get("/documents/<entity_id>")
 async def list_documents(entity_id: str) -> Response:
-    identify(None)
+    listing_actor = identify(None)
     entity = parse_uuid(entity_id, "path", "entity_id")
     assert entity is not None
     raw_type = request.args.get("entity_type")
@@ -127,6 +127,7 @@ async def list_documents(entity_id: str) -> Response:
         raise InvalidRequest.field("query", "limit", "must be between 1 and 1000")
     raw_cursor = request.args.get("cursor")
     after = decode_cursor(raw_cursor) if raw_cursor else None
+    await state().authorizer.authorize_listing(listing_actor, entity)
     docs = await state().vault.reads.documents(
         entity, entity_type=entity_type, include_archived=include_archived,
         limit=limit + 1, after=after,

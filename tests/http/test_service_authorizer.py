@@ -149,12 +149,33 @@ class TestAllow:
         response = await post_upload(client, headers=actor_headers(Role.INVESTOR))
         assert response.status_code == 201
 
-    async def test_listing_asks_no_one(
+    async def test_listing_asks_download_about_the_entity(
         self, client: Client, permission_service: FakePermissionService
     ) -> None:
-        """Listing needs an identity of any role and makes no call."""
-        response = await client.get(list_path(uuid4()), headers=actor_headers(Role.INVESTOR))
+        """Listing sends one document:download question naming the actor and the entity."""
+        actor, entity = uuid4(), uuid4()
+        response = await client.get(list_path(entity), headers=actor_headers(Role.INVESTOR, actor))
         assert response.status_code == 200
+        assert bodies(permission_service) == [asked(actor, "document:download", entity)]
+
+    async def test_listing_again_within_ttl_asks_once(
+        self, client: Client, permission_service: FakePermissionService
+    ) -> None:
+        """Listing is cached like the other answers: twice in a row costs one call."""
+        headers, entity = actor_headers(Role.AUDITOR), uuid4()
+        first = await client.get(list_path(entity), headers=headers)
+        second = await client.get(list_path(entity), headers=headers)
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert permission_service.calls == 1
+
+    async def test_listing_checks_the_query_before_asking(
+        self, client: Client, permission_service: FakePermissionService
+    ) -> None:
+        """A bad query is 422 without a call: the request's shape comes before permission."""
+        response = await client.get(
+            list_path(uuid4()) + "?limit=0", headers=actor_headers(Role.ADMIN)
+        )
+        await problem(response, 422, "VALIDATION_ERROR")
         assert permission_service.calls == 0
 
     async def test_repeat_within_ttl_asks_once(
@@ -186,6 +207,14 @@ class TestDeny:
         _, response = await _on_document(
             client, permission_service, action, actor_headers(Role.ADMIN)
         )
+        await problem(response, 403, "UNAUTHORIZED_ACCESS")
+
+    async def test_denied_listing_is_403(
+        self, client: Client, permission_service: FakePermissionService
+    ) -> None:
+        """Who may not download an entity's documents does not see them listed."""
+        permission_service.answer = "deny"
+        response = await client.get(list_path(uuid4()), headers=actor_headers(Role.ADMIN))
         await problem(response, 403, "UNAUTHORIZED_ACCESS")
 
     async def test_foreign_seed_field_is_403_without_asking(
@@ -244,10 +273,10 @@ class TestServiceDown:
         body = await problem(response, 503, "DEPENDENCY_UNAVAILABLE")
         assert "permissions service" in body["detail"]
 
-    async def test_listing_still_works(self, client: Client) -> None:
-        """With the service down, listing (which asks no one) still answers 200."""
+    async def test_listing_fails_closed(self, client: Client) -> None:
+        """With the service down, listing answers 503, never the documents."""
         response = await client.get(list_path(uuid4()), headers=actor_headers(Role.AUDITOR))
-        assert response.status_code == 200
+        await problem(response, 503, "DEPENDENCY_UNAVAILABLE")
 
 
 class TestDecisionLog:
