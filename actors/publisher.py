@@ -27,8 +27,13 @@ Errors, per destination:
 
 Health: ``extra["backlog"]`` holds, per destination, the rows ``pending``
 and ``parked`` and the age of the oldest pending one, as of the last drain,
-and the rows ``delivered`` and ``failed`` since the process started. The
-metrics collector reads it at scrape time.
+and the rows ``delivered``, ``failed`` and ``pruned`` since the process
+started. The metrics collector reads it at scrape time.
+
+Retention: every ``prune_interval`` a publisher removes its destinations'
+rows delivered more than ``OUTBOX_RETENTION_HOURS`` ago, ``prune_batch``
+rows a statement and at most ``prune_batches`` statements a destination
+per pass, so a large backlog of old rows is worked off in short steps.
 
 Shutdown: closing the mailbox makes the loop drain once more, ignoring the
 destinations' backoff, and return. Cancellation (the end of the grace
@@ -72,6 +77,12 @@ class PublishPolicy:
     """The share of a lease during which claimed rows are still handed to a sink."""
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
+    prune_interval: float = 60.0
+    """Seconds between two passes that remove rows delivered longer ago than the retention."""
+    prune_batch: int = 1000
+    """Rows one prune statement removes at most: a short statement, whatever the backlog."""
+    prune_batches: int = 20
+    """Statements one pass runs at most per destination; the rest wait for the next pass."""
 
     def retry_delay(self, attempts: int) -> float:
         """Capped exponential backoff with full jitter."""
@@ -108,6 +119,8 @@ class PublisherActor:
         self._resume_at: dict[Destination, float] = {}
         self._delivered: Counter[Destination] = Counter()
         self._failed: Counter[Destination] = Counter()
+        self._pruned: Counter[Destination] = Counter()
+        self._next_prune = -float("inf")
 
     def nudge(self) -> None:
         """Ask for a drain soon; nudges coalesce while one is pending."""
@@ -132,12 +145,14 @@ class PublisherActor:
                 await self.drain(final=True)
                 return
             await self.drain()
+            if trio.current_time() >= self._next_prune:
+                await self.prune()
 
     def _next_wake(self) -> float:
         """The next sweep, or the end of a destination's backoff if that comes first."""
         now = trio.current_time()
         ends = [at for at in self._resume_at.values() if at > now]
-        return min([now + self.policy.sweep_interval, *ends])
+        return min([now + self.policy.sweep_interval, self._next_prune, *ends])
 
     def _backing_off(self, destination: Destination) -> bool:
         return self._resume_at.get(destination, -float("inf")) > trio.current_time()
@@ -280,6 +295,35 @@ class PublisherActor:
         with trio.CancelScope(shield=True):
             await self.backends.in_db(write)
 
+    async def prune(self) -> None:
+        """Remove rows delivered more than ``OUTBOX_RETENTION_HOURS`` ago, in bounded batches.
+
+        Pending and parked rows are never touched (the store's rule). A store
+        that fails is reported in health and tried again on the next pass.
+        """
+        self._next_prune = trio.current_time() + self.policy.prune_interval
+        retention = timedelta(hours=self.backends.settings.outbox_retention_hours)
+        store = self.backends.store
+        for destination in self.destinations:
+            cutoff = utcnow() - retention
+            removed = 0
+            try:
+                for _ in range(self.policy.prune_batches):
+                    batch = await self.backends.in_db(
+                        store.prune_delivered, [destination], cutoff, self.policy.prune_batch
+                    )
+                    removed += batch
+                    if batch < self.policy.prune_batch:
+                        break
+            except DependencyUnavailable as exc:
+                self.mailbox.health.record_error(exc)
+                log.warning("outbox_prune_failed", destination=destination.value, error=str(exc))
+            self._pruned[destination] += removed
+            if removed:
+                log.info("outbox_pruned", destination=destination.value, rows=removed,
+                         delivered_before=cutoff.isoformat())
+        await self._refresh_backlog()
+
     async def _refresh_backlog(self) -> None:
         store = self.backends.store
 
@@ -295,6 +339,7 @@ class PublisherActor:
                 "oldest_pending_age_seconds": _age(s.oldest_pending_at, now),
                 "delivered": self._delivered[destination],
                 "failed": self._failed[destination],
+                "pruned": self._pruned[destination],
             }
             for destination, s in stats.items()
         }

@@ -126,19 +126,22 @@ async def run_vault(
     """Run every actor until ``Vault.stop`` (or cancellation)."""
     sizing = sizing or Sizing()
     settings = backends.settings
+    # The lease is the operator's (OUTBOX_LEASE_SECONDS): a restart after a
+    # crash waits at most that long for the rows the dead process held.
+    publish = attrs.evolve(sizing.publish, lease_seconds=settings.outbox_lease_seconds)
     audit_publisher = PublisherActor(
         "audit_publisher",
         Mailbox[Nudge]("audit_publisher", sizing.publisher_mailbox),
         backends,
         (Destination.DOCUMENT_EVENTS, Destination.AUDIT_EVENTS),
-        sizing.publish,
+        publish,
     )
     alerter = PublisherActor(
         "alerter",
         Mailbox[Nudge]("alerter", sizing.publisher_mailbox),
         backends,
         (Destination.INTEGRITY_ALERTS,),
-        sizing.publish,
+        publish,
     )
     vault = Vault(
         backends=backends,

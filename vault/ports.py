@@ -49,6 +49,15 @@ class OutboxStats:
     oldest_pending_at: datetime | None
 
 
+@attrs.frozen
+class ParkedRow:
+    """An outbox row set aside for good, as an operator reviews it."""
+
+    row: OutboxRow
+    parked_at: datetime
+    last_error: str | None
+
+
 class MetadataStore(Protocol):
     """Documents, the ledger, the outbox and processed events, transactionally."""
 
@@ -57,6 +66,9 @@ class MetadataStore(Protocol):
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers a trivial query."""
+
+    def size_limit(self) -> int:
+        """The largest ``size_bytes`` a document row can hold (after ``migrate``)."""
 
     def close(self) -> None: ...
 
@@ -77,6 +89,9 @@ class MetadataStore(Protocol):
 
     def get_document(self, document_id: UUID) -> Document:
         """The document, or ``DocumentNotFound``."""
+
+    def documents_present(self, document_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these ids have a document row (in any status)."""
 
     def list_documents(
         self,
@@ -171,6 +186,29 @@ class MetadataStore(Protocol):
         """Set a row aside for good: it can never be delivered as it is."""
 
     def outbox_stats(self, destination: Destination) -> OutboxStats: ...
+
+    def prune_delivered(
+        self, destinations: Sequence[Destination], delivered_before: datetime, limit: int
+    ) -> int:
+        """Delete up to ``limit`` rows delivered before ``delivered_before``; how many went.
+
+        Never a pending or a parked row. The oldest deliveries go first.
+        """
+
+    def parked_rows(self, limit: int) -> list[ParkedRow]:
+        """Up to ``limit`` parked rows, oldest first."""
+
+    def requeue_parked(self, row_ids: Sequence[int]) -> list[ParkedRow]:
+        """Put these parked rows back in line (due now, attempts from zero); those requeued.
+
+        Ids that are not parked rows are left alone and not returned.
+        """
+
+    def drop_parked(self, row_ids: Sequence[int]) -> list[ParkedRow]:
+        """Delete these parked rows for good; those dropped, as they were.
+
+        Ids that are not parked rows are left alone and not returned.
+        """
 
 
 class BlobWriter(Protocol):

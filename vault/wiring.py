@@ -44,6 +44,7 @@ def open_adapters(settings: Settings) -> Adapters:
     signer = url_signer(settings)
     store = open_metadata_store(settings)
     store.migrate()
+    check_size_limit(settings, store)
     blobs = open_blob_store(settings, signer)
     if isinstance(blobs, LocalBlobStore):
         blobs.clean_stale_tmp()
@@ -53,6 +54,17 @@ def open_adapters(settings: Settings) -> Adapters:
         sinks=event_sinks(settings),
         signer=signer if isinstance(blobs, LocalBlobStore) else None,
     )
+
+
+def check_size_limit(settings: Settings, store: MetadataStore) -> None:
+    """Refuse to start with a size limit whose documents the store could not record."""
+    limit = store.size_limit()
+    if settings.max_upload_file_size_bytes > limit:
+        raise ConfigError(
+            "MAX_UPLOAD_FILE_SIZE_BYTES",
+            f"{settings.max_upload_file_size_bytes} is more than the database can record"
+            f" as a document's size (at most {limit})",
+        )
 
 
 def open_metadata_store(settings: Settings) -> MetadataStore:

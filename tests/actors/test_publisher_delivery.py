@@ -274,7 +274,7 @@ class TestFailingDestination:
         assert documents["oldest_pending_age_seconds"] >= 120
         assert backlog(vault, AUDIT) == {
             "pending": 0, "parked": 1, "oldest_pending_age_seconds": 0.0,
-            "delivered": 1, "failed": 1,
+            "delivered": 1, "failed": 1, "pruned": 0,
         }
 
 

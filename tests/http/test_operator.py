@@ -26,6 +26,7 @@ OUTBOX_METRICS = (
     "vault_outbox_oldest_pending_age_seconds",
     "vault_outbox_delivered_total",
     "vault_outbox_failed_total",
+    "vault_outbox_pruned_total",
 )
 SNAPSHOT_KEYS = {
     "name", "state", "mailbox", "in_flight", "processed", "failed", "restarts",
@@ -204,6 +205,7 @@ class TestMetrics:
         for destination in ("document_events", "audit_events"):
             assert by_destination[("vault_outbox_delivered_total", destination)] == 1
             assert by_destination[("vault_outbox_failed_total", destination)] == 0
+            assert by_destination[("vault_outbox_pruned_total", destination)] == 0
             assert by_destination[("vault_outbox_pending", destination)] == 0
             assert by_destination[("vault_outbox_parked", destination)] == 0
             assert by_destination[("vault_outbox_oldest_pending_age_seconds", destination)] == 0

@@ -356,13 +356,3 @@ def outbox_rows(data_dir: Path) -> list[dict[str, Any]]:
         return [dict(row) for row in conn.execute("SELECT * FROM outbox ORDER BY id")]
     finally:
         conn.close()
-
-
-def expire_leases(data_dir: Path) -> None:
-    """End every lease now, as waiting out ``lease_seconds`` would."""
-    conn = sqlite3.connect(data_dir / "vault.sqlite3")
-    try:
-        with conn:
-            conn.execute("UPDATE outbox SET leased_until = NULL")
-    finally:
-        conn.close()

@@ -31,7 +31,6 @@ from tests.system.events_support import (
     Received,
     RestartableMoto,
     aws,
-    expire_leases,
     outbox_rows,
     publisher,
     unique_name,
@@ -534,7 +533,8 @@ class TestCrash:
     ) -> None:
         """Killed (SIGKILL) while moto's answer to a send is held back, the process never
         marks the event delivered; restarted on its data, it sends the event again with
-        the same event_id."""
+        the same event_id once the dead process's lease (OUTBOX_LEASE_SECONDS) ends,
+        with no edit of the database."""
         destinations = Destinations.create(moto_endpoint, unique_name())
         documents, _, _ = destinations.inboxes()
         with HoldingProxy(moto_endpoint) as proxy:
@@ -542,6 +542,7 @@ class TestCrash:
                 endpoint=proxy.endpoint, documents_url=proxy.via(destinations.documents_url),
                 alerts=False, audit=False,
             )
+            env["OUTBOX_LEASE_SECONDS"] = "2"
             first = start_server(**env)
             proxy.hold.set()
             with first.client() as client:
@@ -557,7 +558,6 @@ class TestCrash:
             (row,) = [r for r in outbox_rows(first.data_dir) if r["event_id"] == sent.event_id]
             assert row["delivered_at"] is None
             assert row["leased_until"] is not None
-            expire_leases(first.data_dir)
 
             second = start_server(data=first.data_dir, **env)
             again = documents.until(2)[1]

@@ -58,6 +58,21 @@ class TestParsing:
         s = Settings.from_env({"ALLOWED_MIME_TYPES": '["image/png", "image/jpeg"]'})
         assert s.allowed_mime_types == ("image/png", "image/jpeg")
 
+    def test_outbox_and_housekeeping(self) -> None:
+        """Retention, lease and orphan grace have their defaults and take numbers."""
+        default = Settings.from_env({})
+        assert (
+            default.outbox_retention_hours,
+            default.outbox_lease_seconds,
+            default.orphan_blob_grace_seconds,
+        ) == (168.0, 60.0, 300.0)
+        set_ = Settings.from_env({
+            "OUTBOX_RETENTION_HOURS": "0.5", "OUTBOX_LEASE_SECONDS": "5",
+            "ORPHAN_BLOB_GRACE_SECONDS": "0",
+        })  # fmt: skip
+        assert (set_.outbox_retention_hours, set_.outbox_lease_seconds) == (0.5, 5.0)
+        assert set_.orphan_blob_grace_seconds == 0.0
+
     def test_mock_roles(self) -> None:
         """EPR_MOCK_ROLES maps actor UUIDs to roles."""
         actor = uuid.uuid4()
@@ -98,6 +113,11 @@ class TestRejections:
             ({"SHUTDOWN_GRACE_SECONDS": "inf"}, "SHUTDOWN_GRACE_SECONDS"),
             ({"EPR_CACHE_TTL_SECONDS": "inf"}, "EPR_CACHE_TTL_SECONDS"),
             ({"EPR_SERVICE_TIMEOUT": "nan"}, "EPR_SERVICE_TIMEOUT"),
+            ({"OUTBOX_RETENTION_HOURS": "-1"}, "OUTBOX_RETENTION_HOURS"),
+            ({"OUTBOX_RETENTION_HOURS": "a week"}, "OUTBOX_RETENTION_HOURS"),
+            ({"OUTBOX_LEASE_SECONDS": "0"}, "OUTBOX_LEASE_SECONDS"),
+            ({"OUTBOX_LEASE_SECONDS": "inf"}, "OUTBOX_LEASE_SECONDS"),
+            ({"ORPHAN_BLOB_GRACE_SECONDS": "-5"}, "ORPHAN_BLOB_GRACE_SECONDS"),
             ({"ENVIRONMENT": "prod"}, "JWT_PUBLIC_KEY"),
             ({"EPR_MOCK_MODE": "false"}, "EPR_SERVICE_URL"),
             ({"DOCUMENT_VAULT_BUCKET": "b"}, "AWS_S3_KMS_KEY_ID"),

@@ -98,6 +98,20 @@ class TestDocumentRoundTrip:
         assert stored == attrs.evolve(doc, on_chain_reference=stored.on_chain_reference)
         assert store.get_document(doc.id) == stored
 
+    def test_present_ids_are_those_with_a_row(self, store_backend: StoreBackend) -> None:
+        """documents_present names exactly the ids that have a row, archived or not."""
+        store = store_backend.open_store()
+        entity = uuid4()
+        stored = insert_documents(store_backend, entity, 1_203)
+        archived = upload(store, make_document(entity_id=entity), unique_hash=False)
+        store.archive_document(
+            archived.id, archived_by=None, archived_at=BASE, events=lambda _: []
+        )
+        strangers = [uuid4() for _ in range(3)]
+        asked = [*strangers, *stored, archived.id]
+        assert store.documents_present(asked) == {*stored, archived.id}
+        assert store.documents_present([]) == set()
+
     def test_optional_fields_stay_none(self, store: MetadataStore) -> None:
         """Unset optional fields read back as None, not as empty values."""
         stored = upload(store, make_document())
@@ -403,6 +417,24 @@ class TestLedger:
             store_backend.execute("DELETE FROM ledger_entries WHERE seq = ?", [entry.seq])
 
         assert store.ledger_entry(entry.reference) == entry
+
+    def test_the_ledger_cannot_be_emptied_at_once(
+        self, store: MetadataStore, store_backend: StoreBackend
+    ) -> None:
+        """Deleting every entry (SQLite's truncate; PostgreSQL also refuses TRUNCATE) fails."""
+        entry = entry_of(store, upload(store, make_document()))
+
+        with pytest.raises(store_backend.driver_error, match="append-only"):
+            store_backend.execute("DELETE FROM ledger_entries", [])
+
+        assert store.ledger_entry(entry.reference) == entry
+
+    def test_size_limit_holds_64_bit_sizes(self, store: MetadataStore) -> None:
+        """A migrated store records any size up to 2**63 - 1 bytes."""
+        doc = upload(store, make_document(size_bytes=2**63 - 1), unique_hash=False)
+
+        assert store.size_limit() == 2**63 - 1
+        assert store.get_document(doc.id).size_bytes == 2**63 - 1
 
 
 def newest_first(docs: Sequence[Document]) -> list[UUID]:
@@ -1043,6 +1075,155 @@ class TestOutbox:
         stats = store.outbox_stats(Destination.INTEGRITY_ALERTS)
 
         assert (stats.pending, stats.parked, stats.oldest_pending_at) == (0, 0, None)
+
+
+def in_group(group: str, destination: Destination = Destination.DOCUMENT_EVENTS) -> OutboxEvent:
+    return attrs.evolve(make_event(destination), group_id=group)
+
+
+def claimed(store: MetadataStore, at: datetime, limit: int = 10) -> list[UUID]:
+    rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], limit, at, 30)
+    return [row.event.event_id for row in rows]
+
+
+class TestGroupOrder:
+    def test_a_group_goes_out_one_row_at_a_time(self, store: MetadataStore) -> None:
+        """Of two rows of one group only the earlier is claimed; other groups go meanwhile."""
+        first, second, other = in_group("doc-1"), in_group("doc-1"), in_group("doc-2")
+        store.append_events([first, second, other])
+
+        assert claimed(store, BASE) == [first.event_id, other.event_id]
+
+    def test_a_later_row_waits_while_the_earlier_is_retried(self, store: MetadataStore) -> None:
+        """While the group's earlier row waits for its retry, the later one is not handed out."""
+        first, second = in_group("doc-1"), in_group("doc-1")
+        store.append_events([first, second])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        retry_at = BASE + timedelta(minutes=5)
+        store.mark_failed(row.id, "throttled", retry_at)
+
+        assert claimed(store, BASE + timedelta(minutes=1)) == []
+        assert claimed(store, retry_at) == [first.event_id]
+
+    def test_the_later_row_follows_once_the_earlier_is_delivered(
+        self, store: MetadataStore
+    ) -> None:
+        """Delivering the earlier row releases the next of its group."""
+        first, second = in_group("doc-1"), in_group("doc-1")
+        store.append_events([first, second])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        store.mark_delivered([row.id], BASE)
+
+        assert claimed(store, BASE) == [second.event_id]
+
+    def test_a_parked_row_holds_back_nothing(self, store: MetadataStore) -> None:
+        """A row set aside for good does not block the rest of its group."""
+        first, second = in_group("doc-1"), in_group("doc-1")
+        store.append_events([first, second])
+        (row,) = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        store.park(row.id, "too large", BASE)
+
+        assert claimed(store, BASE) == [second.event_id]
+
+    def test_groups_are_per_destination(self, store: MetadataStore) -> None:
+        """A document's audit row does not hold back its document event."""
+        audit, document = in_group("doc-1", Destination.AUDIT_EVENTS), in_group("doc-1")
+        store.append_events([audit, document])
+
+        assert claimed(store, BASE) == [document.event_id]
+
+
+def delivered_rows(store: MetadataStore, ages: Sequence[int], destination: Destination) -> None:
+    """One delivered row per age (minutes before BASE), each delivered at that time."""
+    events = [make_event(destination) for _ in ages]
+    store.append_events(events)
+    rows = store.claim_outbox([destination], len(events), BASE, 30)
+    by_event = {row.event.event_id: row.id for row in rows}
+    for event, age in zip(events, ages, strict=True):
+        store.mark_delivered([by_event[event.event_id]], BASE - timedelta(minutes=age))
+
+
+class TestPruning:
+    def test_prunes_deliveries_older_than_the_cut_oldest_first(
+        self, store: MetadataStore
+    ) -> None:
+        """Rows delivered before the cut go, oldest first and at most ``limit`` at a time."""
+        delivered_rows(store, [50, 10, 40, 30, 5], Destination.DOCUMENT_EVENTS)
+        cut = BASE - timedelta(minutes=20)
+
+        assert store.prune_delivered([Destination.DOCUMENT_EVENTS], cut, 2) == 2
+        assert store.prune_delivered([Destination.DOCUMENT_EVENTS], cut, 2) == 1
+        assert store.prune_delivered([Destination.DOCUMENT_EVENTS], cut, 2) == 0
+        remaining = store.prune_delivered([Destination.DOCUMENT_EVENTS], BASE, 10)
+        assert remaining == 2  # the rows delivered 10 and 5 minutes before BASE
+
+    def test_never_prunes_pending_or_parked_rows(self, store: MetadataStore) -> None:
+        """Undelivered rows, leased or failed or parked, stay however old they are."""
+        old = BASE - timedelta(days=365)
+        events = [make_event(created_at=old) for _ in range(3)]
+        store.append_events(events)
+        rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        store.mark_failed(rows[0].id, "down", BASE)
+        store.park(rows[1].id, "poison", old)
+
+        assert store.prune_delivered([Destination.DOCUMENT_EVENTS], BASE + timedelta(1), 10) == 0
+        stats = store.outbox_stats(Destination.DOCUMENT_EVENTS)
+        assert (stats.pending, stats.parked) == (2, 1)
+
+    def test_prunes_only_the_given_destinations(self, store: MetadataStore) -> None:
+        """A publisher prunes its own destinations' rows, not another's."""
+        delivered_rows(store, [60], Destination.DOCUMENT_EVENTS)
+        delivered_rows(store, [60], Destination.INTEGRITY_ALERTS)
+
+        assert store.prune_delivered([Destination.INTEGRITY_ALERTS], BASE, 10) == 1
+        assert store.prune_delivered([Destination.DOCUMENT_EVENTS], BASE, 10) == 1
+
+
+class TestParkedRows:
+    def park_three(self, store: MetadataStore) -> list[int]:
+        events = [make_event() for _ in range(4)]
+        store.append_events(events)
+        rows = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE, 30)
+        for minutes, row in enumerate(rows[:3]):
+            store.park(row.id, f"refused {minutes}", BASE + timedelta(minutes=minutes))
+        return [row.id for row in rows]
+
+    def test_lists_parked_rows_with_their_error(self, store: MetadataStore) -> None:
+        """Parked rows come back oldest first, with when and why they were set aside."""
+        ids = self.park_three(store)
+
+        parked = store.parked_rows(10)
+
+        assert [p.row.id for p in parked] == ids[:3]
+        assert [p.last_error for p in parked] == ["refused 0", "refused 1", "refused 2"]
+        assert parked[2].parked_at == BASE + timedelta(minutes=2)
+        assert [p.row.id for p in store.parked_rows(2)] == ids[:2]
+
+    def test_requeued_rows_are_due_again_from_zero_attempts(self, store: MetadataStore) -> None:
+        """A requeued row leaves the parked set and is claimed at once, attempts reset."""
+        ids = self.park_three(store)
+        store.mark_failed(ids[3], "down", BASE + timedelta(days=1))
+
+        requeued = store.requeue_parked([ids[0], ids[3], 987_654])
+
+        assert [p.row.id for p in requeued] == [ids[0]]
+        assert [p.row.id for p in store.parked_rows(10)] == ids[1:3]
+        due = store.claim_outbox([Destination.DOCUMENT_EVENTS], 10, BASE + timedelta(hours=1), 30)
+        assert [(r.id, r.attempts) for r in due] == [(ids[0], 0)]
+
+    def test_dropped_rows_are_gone(self, store: MetadataStore) -> None:
+        """Dropping removes parked rows only, and answers them as they were."""
+        ids = self.park_three(store)
+
+        dropped = store.drop_parked([ids[1], ids[3]])
+
+        assert [(p.row.id, p.last_error) for p in dropped] == [(ids[1], "refused 1")]
+        assert [p.row.id for p in store.parked_rows(10)] == [ids[0], ids[2]]
+        assert store.outbox_stats(Destination.DOCUMENT_EVENTS).pending == 1
+
+    def test_nothing_to_requeue_or_drop(self, store: MetadataStore) -> None:
+        """Empty lists and unknown ids change nothing."""
+        assert store.requeue_parked([]) == [] == store.drop_parked([42])
 
 
 def run_sql(path: Path, *statements: str) -> None:

@@ -305,6 +305,7 @@ class TestSchema:
         assert types["documents", "created_at"] == "timestamp with time zone"
         assert types["documents", "metadata"] == "jsonb"
         assert types["documents", "status"] == "character varying"
+        assert types["documents", "size_bytes"] == "bigint"  # the seed's INTEGER, widened
         assert types["processed_events", "id"] == "uuid"
 
     def test_concurrent_migrations_all_succeed(
@@ -334,6 +335,35 @@ class TestSchema:
         with pytest.raises(psycopg.Error, match="append-only"):
             clean.query("UPDATE ledger_entries SET registered_at = now() WHERE seq = %s", [1])
         assert ledger(clean) == [entry]
+
+    @pytest.mark.parametrize(
+        "statement",
+        ["TRUNCATE ledger_entries", "TRUNCATE documents CASCADE",
+         "TRUNCATE ledger_entries RESTART IDENTITY CASCADE"],
+    )  # fmt: skip
+    def test_ledger_refuses_truncate(self, clean: PgDatabase, statement: str) -> None:
+        """TRUNCATE, directly or cascading from documents, is refused like DELETE."""
+        store = PostgresMetadataStore(clean.url)
+        try:
+            store.migrate()
+            entry = entry_of(store, upload(store, make_document()))
+        finally:
+            store.close()
+
+        with pytest.raises(psycopg.Error, match="append-only"):
+            clean.query(statement)
+        assert ledger(clean) == [entry]
+
+    def test_sizes_beyond_two_gib_are_recorded(
+        self, clean: PgDatabase, stores: Callable[..., PostgresMetadataStore]
+    ) -> None:
+        """A document of 5 GiB records its size, and the store says it holds 64-bit sizes."""
+        store = stores()
+        store.migrate()
+        doc = upload(store, make_document(size_bytes=5 * 2**30))
+
+        assert store.get_document(doc.id).size_bytes == 5 * 2**30
+        assert store.size_limit() == 2**63 - 1
 
 
 class TestSeedEraDatabase:
@@ -461,6 +491,33 @@ class TestSeedEraDatabase:
             ("entity_type", "character varying", 32),
             ("status", "character varying", 16),
         ]
+
+
+    def test_seed_integer_sizes_are_widened_in_place(
+        self,
+        pg_database: PgDatabase,
+        stores: Callable[..., PostgresMetadataStore],
+        seed_url: str,
+    ) -> None:
+        """The seed's size_bytes INTEGER becomes BIGINT, keeping its rows' sizes."""
+        doc_id = self.seed_row(
+            pg_database, seed_url, entity_id=uuid4(), sha256_hash="cd" * 32, created_at=BASE
+        )
+        store = stores(seed_url)
+        before = store.size_limit()
+        size = pg_database.query("SELECT size_bytes FROM documents", url=seed_url)
+
+        store.migrate()
+
+        (column,) = pg_database.query(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'documents'"
+            " AND column_name = 'size_bytes'",
+            url=seed_url,
+        )
+        assert (before, store.size_limit(), column) == (2**31 - 1, 2**63 - 1, ("bigint",))
+        assert pg_database.query("SELECT size_bytes FROM documents", url=seed_url) == size
+        assert store.get_document(doc_id).size_bytes == size[0][0]
 
 
 class TestAcrossProcesses:

@@ -56,13 +56,13 @@ from vault.adapters.stores.rows import (
     ledger_entry_from_row,
     outbox_row_from_row,
 )
-from vault.adapters.stores.sql import Dialect, Session, chunks
+from vault.adapters.stores.sql import Dialect, Q, Row, Session, chunks
 from vault.domain import lifecycle
 from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.ledger import entry_hash_from_reference, next_entry
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
-from vault.ports import CascadeBatch, EventsFor, OutboxStats, PageCursor
+from vault.ports import CascadeBatch, EventsFor, OutboxStats, PageCursor, ParkedRow
 
 MAX_IDS_PER_STATEMENT: Final = 500
 """Keeps ``id IN (...)`` well under SQLite's bound-parameter limit."""
@@ -139,6 +139,13 @@ class SqlMetadataStore:
     def get_document(self, document_id: uuid.UUID) -> Document:
         with self._reading("get_document") as db:
             return _load_document(db, document_id)
+
+    def documents_present(self, document_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        present: set[uuid.UUID] = set()
+        with self._reading("documents_present") as db:
+            for chunk in chunks(list(document_ids), MAX_IDS_PER_STATEMENT):
+                present.update(as_uuid(row["id"]) for row in db.all(q.PRESENT, ids=list(chunk)))
+        return present
 
     def list_documents(
         self,
@@ -314,6 +321,42 @@ class SqlMetadataStore:
         with self._statement("park") as db:
             db.execute(q.PARK, at=at, error=error, id=row_id)
 
+    def prune_delivered(
+        self, destinations: Sequence[Destination], delivered_before: datetime, limit: int
+    ) -> int:
+        if not destinations or limit < 1:
+            return 0
+        with self._statement("prune_delivered") as db:
+            return db.execute(
+                q.PRUNE_DELIVERED,
+                before=delivered_before,
+                destinations=[Destination(d) for d in destinations],
+                limit=limit,
+            )
+
+    def parked_rows(self, limit: int) -> list[ParkedRow]:
+        if limit < 1:
+            return []
+        with self._reading("parked_rows") as db:
+            return [_parked(row) for row in db.all(q.PARKED, limit=limit)]
+
+    def requeue_parked(self, row_ids: Sequence[int]) -> list[ParkedRow]:
+        return self._change_parked("requeue_parked", q.REQUEUE, row_ids)
+
+    def drop_parked(self, row_ids: Sequence[int]) -> list[ParkedRow]:
+        return self._change_parked("drop_parked", q.DROP_PARKED, row_ids)
+
+    def _change_parked(self, operation: str, change: Q, row_ids: Sequence[int]) -> list[ParkedRow]:
+        """Apply ``change`` to those of ``row_ids`` that are parked; them, as they were."""
+        changed: list[ParkedRow] = []
+        with self._transaction(operation) as db:
+            for chunk in chunks(sorted(set(row_ids)), MAX_IDS_PER_STATEMENT):
+                rows = [_parked(row) for row in db.all(q.PARKED_BY_ID, ids=list(chunk))]
+                if rows:
+                    db.execute(change, ids=[parked.row.id for parked in rows])
+                changed += rows
+        return changed
+
     def outbox_stats(self, destination: Destination) -> OutboxStats:
         with self._reading("outbox_stats") as db:
             row = db.one(q.OUTBOX_STATS, destination=Destination(destination))
@@ -331,6 +374,14 @@ def _load_document(db: Session, document_id: uuid.UUID, *, for_update: bool = Fa
     if row is None:
         raise DocumentNotFound(document_id)
     return document_from_row(row)
+
+
+def _parked(row: Row) -> ParkedRow:
+    parked_at = as_optional_datetime(row["parked_at"])
+    assert parked_at is not None, "only parked rows are read as ParkedRow"
+    return ParkedRow(
+        row=outbox_row_from_row(row), parked_at=parked_at, last_error=row["last_error"]
+    )
 
 
 def _claim_hash(db: Session, doc: Document) -> None:

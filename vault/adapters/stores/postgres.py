@@ -167,6 +167,12 @@ class PostgresMetadataStore(SqlMetadataStore):
         with _pg_errors("migrate"), self._raw_transaction() as cur:
             postgres_schema.migrate(cur)
 
+    def size_limit(self) -> int:
+        """What ``size_bytes``'s type holds: BIGINT once migrated, INTEGER before."""
+        with _pg_errors("size_limit"), self._cursor() as cur:
+            column = postgres_schema.size_bytes_type(cur)
+        return 2**31 - 1 if column == "integer" else 2**63 - 1
+
     def ping(self) -> None:
         with _pg_errors("ping"), self._cursor() as cur:
             cur.execute("SELECT 1")

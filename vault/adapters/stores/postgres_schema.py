@@ -5,6 +5,11 @@ for column; the ledger, the duplicate guard, the outbox and the schema
 version are this service's own. ``migrate`` runs under an advisory lock,
 so replicas starting together apply the schema one after the other.
 
+*Document sizes*: the seed declares ``size_bytes INTEGER``, which caps a
+document at 2 GiB - 1; this service creates it as BIGINT and ``migrate``
+widens a seed-era column in place. ``size_bytes_type`` tells what the
+column can hold, so start-up can refuse a size limit it cannot store.
+
 *Native enum columns*: databases provisioned from earlier versions of the
 seed's schema may hold ``entity_type``, ``document_type`` and ``status`` as
 the native types ``documententitytype``, ``documenttype`` and
@@ -46,7 +51,7 @@ _SEED_SCHEMA: Final[tuple[str, ...]] = (
         document_type VARCHAR(32) NOT NULL,
         filename VARCHAR(255) NOT NULL,
         mime_type VARCHAR(255) NOT NULL,
-        size_bytes INTEGER NOT NULL,
+        size_bytes BIGINT NOT NULL,
         storage_bucket VARCHAR(63) NOT NULL,
         storage_key VARCHAR(512) NOT NULL UNIQUE,
         storage_version_id VARCHAR(255),
@@ -121,6 +126,13 @@ _SERVICE_SCHEMA: Final[tuple[str, ...]] = (
             CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
                 FOR EACH ROW EXECUTE FUNCTION vault_ledger_entries_append_only();
         END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgrelid = 'ledger_entries'::regclass AND tgname = 'ledger_entries_no_truncate'
+        ) THEN
+            CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+                FOR EACH STATEMENT EXECUTE FUNCTION vault_ledger_entries_append_only();
+        END IF;
     END
     $$
     """,
@@ -163,6 +175,17 @@ _SERVICE_SCHEMA: Final[tuple[str, ...]] = (
     CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (destination)
         WHERE parked_at IS NOT NULL
     """,
+    # A group's rows go out in order: the claim looks for an earlier
+    # undelivered row of the same group, by this index.
+    """
+    CREATE INDEX IF NOT EXISTS ix_outbox_group_pending ON outbox (destination, group_id, id)
+        WHERE delivered_at IS NULL AND parked_at IS NULL
+    """,
+    # Pruning finds the oldest deliveries by this one.
+    """
+    CREATE INDEX IF NOT EXISTS ix_outbox_delivered ON outbox (delivered_at)
+        WHERE delivered_at IS NOT NULL
+    """,
     """
     CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -176,13 +199,15 @@ def migrate(cur: psycopg.Cursor[DictRow]) -> None:
     """Create or upgrade the schema, inside the caller's transaction.
 
     Also safe on a database created from the seed's SQL: its tables are
-    kept, enum-typed columns become the seed's VARCHARs, and its live
-    documents get their duplicate-guard claims.
+    kept, enum-typed columns become the seed's VARCHARs, the seed's INTEGER
+    ``size_bytes`` becomes BIGINT, and its live documents get their
+    duplicate-guard claims.
     """
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
     for statement in _SEED_SCHEMA:
         cur.execute(statement)
     _convert_enum_columns(cur)
+    _widen_size_bytes(cur)
     for statement in _SERVICE_SCHEMA:
         cur.execute(statement)
     cur.execute(
@@ -225,3 +250,21 @@ def _convert_enum_columns(cur: psycopg.Cursor[DictRow]) -> None:
             for column in sorted(columns)
         )
         cur.execute(f"ALTER TABLE {table} {changes}")
+
+
+def size_bytes_type(cur: psycopg.Cursor[DictRow]) -> str:
+    """``documents.size_bytes``'s type as the catalogue names it (``integer``, ``bigint``)."""
+    cur.execute(
+        "SELECT data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'documents'"
+        " AND column_name = 'size_bytes'"
+    )
+    row = cur.fetchone()
+    return "" if row is None else str(row["data_type"])
+
+
+def _widen_size_bytes(cur: psycopg.Cursor[DictRow]) -> None:
+    """The seed's ``size_bytes INTEGER`` caps documents at 2 GiB: make it BIGINT, in place."""
+    if size_bytes_type(cur) == "integer":
+        cur.execute("ALTER TABLE documents ALTER COLUMN size_bytes TYPE BIGINT")
+

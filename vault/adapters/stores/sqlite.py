@@ -157,6 +157,17 @@ _SCHEMA: Final[tuple[str, ...]] = (
     CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (destination)
         WHERE parked_at IS NOT NULL
     """,
+    # A group's rows go out in order: the claim looks for an earlier
+    # undelivered row of the same group, by this index.
+    """
+    CREATE INDEX IF NOT EXISTS ix_outbox_group_pending ON outbox (destination, group_id, id)
+        WHERE delivered_at IS NULL AND parked_at IS NULL
+    """,
+    # Pruning finds the oldest deliveries by this one.
+    """
+    CREATE INDEX IF NOT EXISTS ix_outbox_delivered ON outbox (delivered_at)
+        WHERE delivered_at IS NOT NULL
+    """,
     """
     CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -237,6 +248,10 @@ class SQLiteMetadataStore(SqlMetadataStore):
                     " ORDER BY created_at, id"
                     " ON CONFLICT (entity_id, sha256_hash) DO NOTHING"
                 )
+
+    def size_limit(self) -> int:
+        """SQLite's INTEGER holds any 64-bit signed value."""
+        return 2**63 - 1
 
     def ping(self) -> None:
         with _sqlite_errors("ping"):
