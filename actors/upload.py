@@ -6,7 +6,13 @@ writing) is the client's pace, down to TCP.
 
 Errors: a ``VaultError`` (empty file, wrong type, too large, duplicate,
 store down) goes back in the reply and nothing is left behind: the staged
-object is aborted, or deleted if its record could not be written.
+object is aborted, or deleted if its record could not be written. A record
+that failed in any other way than as a duplicate may still have committed
+(a connection lost while PostgreSQL committed): its blob is deleted only
+once the store says the row is not there, and kept when it cannot say; the
+start-up sweep (``actors/housekeeping.py``) removes a kept blob that no row
+names. A blob without a row costs space; a row without its blob is a lost
+document.
 
 Cancellation: when the caller goes away, the form channel closes empty and
 the upload is abandoned the same way.
@@ -128,9 +134,9 @@ class UploadActor:
                     unique_hash=settings.enable_duplicate_hash_detection,
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             with trio.CancelScope(shield=True):
-                await self._forget_blob(key, version_id)
+                await self._roll_back_blob(msg.document_id, key, version_id, exc)
             raise
         self.committed()
         log.info(
@@ -161,6 +167,29 @@ class UploadActor:
         if batch:
             await self.backends.in_blobs(step, bytes(batch))
         return ingest.finish()
+
+    async def _roll_back_blob(
+        self, document_id: UUID, key: str, version_id: str | None, error: BaseException
+    ) -> None:
+        """Delete the blob of an upload whose record failed, unless its row may exist."""
+        if not isinstance(error, DuplicateDocument):  # a refused record wrote nothing
+            try:
+                present = await self.backends.in_db(
+                    self.backends.store.documents_present, [document_id]
+                )
+            except Exception as check:
+                log.warning(
+                    "orphan_blob_left", storage_key=key,
+                    reason="cannot tell whether the record was written", error=str(check),
+                )
+                return
+            if document_id in present:
+                log.error(
+                    "upload_recorded_despite_error", document_id=str(document_id),
+                    storage_key=key, error=repr(error),
+                )
+                return
+        await self._forget_blob(key, version_id)
 
     async def _forget_blob(self, key: str, version_id: str | None) -> None:
         try:

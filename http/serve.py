@@ -1,13 +1,18 @@
 """``vault serve``: the composition root and the process's life cycle.
 
 Start: adapters are opened and the schema applied, every actor is started
-(``nursery.start``), and only then does hypercorn bind the port.
+(``nursery.start``), the start-up sweep of orphan blobs begins in the
+background (``actors.housekeeping``: it reads its clock here, then works
+in worker threads while the service runs), and only then does hypercorn
+bind the port; the sweep never delays it.
 
-Stop (SIGTERM or SIGINT): hypercorn stops accepting and lets in-flight
-requests finish within ``SHUTDOWN_GRACE_SECONDS``; then the actors are
-stopped in order (producers finish, publishers drain the outbox) within
-what is left of the grace period; then whatever remains is cancelled and
-the process exits 0. The signal never cancels the nursery directly.
+Stop (SIGTERM or SIGINT): the sweep, if still running, is cancelled (it
+stops after its current call to a store); hypercorn stops accepting and
+lets in-flight requests finish within ``SHUTDOWN_GRACE_SECONDS``; then the
+actors are stopped in order (producers finish, publishers drain the
+outbox) within what is left of the grace period; then whatever remains is
+cancelled and the process exits 0. The signal never cancels the nursery
+directly.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from actors.access import ServiceAuthorizer
 from actors.deps import Backends
+from actors.housekeeping import run_orphan_sweep
 from actors.system import Sizing, authorizer_for, run_vault
 from vault.adapters.blobs.signing import UrlSigner
 from vault.config import Settings
@@ -94,6 +100,7 @@ async def serve(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, stop)
             vault = await nursery.start(run_vault, backends, sizing)
+            sweep = await nursery.start(run_orphan_sweep, backends)
             app = create_app(
                 vault,
                 identity=identity,
@@ -119,6 +126,7 @@ async def serve(
             await stop.wait()
             stopped_at = trio.current_time()
             log.info("shutdown_started", grace_seconds=settings.shutdown_grace_seconds)
+            sweep.cancel()
             # hypercorn returns once in-flight requests are done (or its grace ends);
             # wait for that before stopping the actors they may still be using.
             with trio.move_on_after(settings.shutdown_grace_seconds + 1):

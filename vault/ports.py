@@ -223,6 +223,19 @@ class BlobWriter(Protocol):
         """Discard everything written; safe to call after a failed commit."""
 
 
+LIST_PAGE_SIZE = 1000
+"""Objects per page of ``BlobStore.list_objects`` unless asked otherwise (S3's own maximum)."""
+
+
+@attrs.frozen
+class StoredObject:
+    """One committed object, as a listing of the store sees it."""
+
+    key: str
+    last_modified: datetime
+    """When it was last written, timezone-aware: a file's mtime, S3's ``LastModified``."""
+
+
 class BlobStore(Protocol):
     """Encrypted object storage for document bytes."""
 
@@ -242,7 +255,28 @@ class BlobStore(Protocol):
         """
 
     def delete(self, key: str, version_id: str | None) -> None:
-        """Remove an object (only for rolling back a write whose record failed)."""
+        """Remove an object: a write whose record failed, or one no record names.
+
+        Deleting what is not there is not an error.
+        """
+
+    def list_objects(
+        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[list[StoredObject]]:
+        """The committed objects whose keys start with ``prefix``, one page at a time.
+
+        ``prefix`` names a folder: ``""`` or segments each ending in ``/``
+        (``"documents/"``); any other prefix, or a ``page_size`` outside
+        1..1000, is ``ValueError`` before any I/O. Keys at any depth under
+        it are listed, in no particular order. A page holds 1 to
+        ``page_size`` objects and is fetched only when the iterator is
+        advanced, so a listing holds one page in memory whatever the store
+        holds. Writes not yet committed are never listed; objects committed
+        or deleted while the listing runs may or may not be.
+
+        Raises ``BlobStoreUnavailable`` while iterating when the store cannot
+        be listed.
+        """
 
     def presign(
         self,

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -298,6 +299,43 @@ class Server:
     def logged(self, event: str) -> bool:
         """Whether the server has logged ``event`` so far."""
         return any(line.get("event") == event for line in self.log_lines())
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        """Every log line of ``event`` written so far, oldest first."""
+        return [line for line in self.log_lines() if line.get("event") == event]
+
+
+def blob_keys(data_dir: Path) -> set[str]:
+    """The keys of every committed object of the embedded blob store under ``data_dir``."""
+    objects = data_dir / "blobs" / "objects"
+    if not objects.exists():
+        return set()
+    return {path.relative_to(objects).as_posix() for path in objects.rglob("*") if path.is_file()}
+
+
+def blob_temp_files(data_dir: Path) -> list[Path]:
+    """Writes in progress (or left by a writer that died) in the embedded blob store."""
+    tmp = data_dir / "blobs" / "tmp"
+    return sorted(tmp.iterdir()) if tmp.exists() else []
+
+
+def document_keys(data_dir: Path) -> dict[str, str]:
+    """``{document id: storage_key}`` of every row in the embedded default's SQLite file,
+    read behind the server's back (safe while it runs: WAL readers see the last commit);
+    empty before the first start has made the file and its tables."""
+    path = data_dir / "vault.sqlite3"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT id, storage_key FROM documents").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+    finally:
+        conn.close()
+    return {str(document_id): str(key) for document_id, key in rows}
 
 
 StartServer = Callable[..., Server]

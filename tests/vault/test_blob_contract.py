@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -397,3 +398,113 @@ class TestKeys:
                 document_id=uuid.uuid4(),
             )
         assert backend.pending_writes() == 0
+
+
+class TestList:
+    PREFIX = "documents/"
+
+    @staticmethod
+    def keys(store: BlobStore, prefix: str = "documents/", **options: Any) -> list[str]:
+        return [stored.key for page in store.list_objects(prefix, **options) for stored in page]
+
+    def test_an_empty_store_lists_nothing(self, store: BlobStore) -> None:
+        """A store nothing was ever written to lists no page at all, under any prefix."""
+        assert list(store.list_objects(self.PREFIX)) == []
+        assert list(store.list_objects("")) == []
+
+    def test_committed_objects_are_listed_once_each(self, store: BlobStore) -> None:
+        """Every committed key under the prefix is listed exactly once, at any depth; keys
+        outside it are listed only under a prefix that holds them."""
+        documents = [f"documents/{uuid.uuid4()}" for _ in range(3)]
+        nested = "documents/notes/readme.txt"
+        for key in [*documents, nested, "other/x"]:
+            put(store, key, b"listed")
+
+        listed = self.keys(store)
+
+        assert sorted(listed) == sorted([*documents, nested])
+        assert sorted(self.keys(store, "")) == sorted([*documents, nested, "other/x"])
+        assert self.keys(store, "documents/notes/") == [nested]
+
+    def test_a_key_written_twice_is_listed_once(self, store: BlobStore) -> None:
+        """Rewriting a key (a new version on S3) still lists it once."""
+        put(store, KEY, b"first")
+        put(store, KEY, b"second")
+
+        assert self.keys(store) == [KEY]
+
+    def test_pages_hold_at_most_page_size(self, store: BlobStore) -> None:
+        """Five objects in pages of two come as pages of 2, 2 and 1, no key repeated."""
+        written = {f"documents/{uuid.uuid4()}" for _ in range(5)}
+        for key in written:
+            put(store, key, b"x")
+
+        pages = list(store.list_objects(self.PREFIX, page_size=2))
+
+        assert [len(page) for page in pages] == [2, 2, 1]
+        assert {stored.key for page in pages for stored in page} == written
+
+    def test_last_modified_is_when_the_object_was_committed(self, store: BlobStore) -> None:
+        """``last_modified`` is timezone-aware and falls around the commit (S3 keeps whole
+        seconds, hence the margin)."""
+        before = datetime.now(UTC) - timedelta(seconds=2)
+        put(store, KEY, b"dated")
+        after = datetime.now(UTC) + timedelta(seconds=1)
+
+        ((stored,),) = list(store.list_objects(self.PREFIX))
+
+        assert stored.key == KEY
+        assert stored.last_modified.utcoffset() == timedelta(0)
+        assert before <= stored.last_modified <= after
+
+    def test_uncommitted_aborted_and_deleted_objects_are_not_listed(
+        self, backend: BlobBackend
+    ) -> None:
+        """A write in progress (past one part), an aborted one and a deleted object are not
+        listed; the write in progress is, once committed."""
+        store = backend.store
+        kept, pending, aborted, deleted = (f"documents/{uuid.uuid4()}" for _ in range(4))
+        put(store, kept, b"kept")
+        put(store, deleted, b"deleted")
+        store.delete(deleted, None)
+        dropped = store.open_writer(aborted)
+        dropped.write(b"aborted")
+        dropped.abort()
+        writer = store.open_writer(pending)
+        writer.write(payload(PART_SIZE + 1))
+        assert backend.pending_writes() == 1
+
+        assert self.keys(store) == [kept]
+
+        writer.commit()
+        assert sorted(self.keys(store)) == sorted([kept, pending])
+
+    def test_listing_asks_nothing_until_iterated(self, backend: BlobBackend) -> None:
+        """A store that cannot be reached hands out a listing, and fails with
+        BlobStoreUnavailable only once it is iterated."""
+        pages = backend.unreachable().list_objects(self.PREFIX)
+
+        with pytest.raises(BlobStoreUnavailable):
+            next(pages)
+
+    @pytest.mark.parametrize(
+        "prefix",
+        ["documents", "/documents/", "../", "documents/../", "documents//", "a\\b/", "/", "./"],
+    )
+    def test_a_prefix_that_is_not_a_folder_is_a_value_error(
+        self, backend: BlobBackend, prefix: str
+    ) -> None:
+        """Prefixes that are not a folder of valid keys are refused before any I/O (even by
+        a store that cannot be reached)."""
+        with pytest.raises(ValueError):
+            backend.store.list_objects(prefix)
+        with pytest.raises(ValueError):
+            backend.unreachable().list_objects(prefix)
+
+    @pytest.mark.parametrize("page_size", [0, -1, 1001])
+    def test_page_size_out_of_bounds_is_a_value_error(
+        self, backend: BlobBackend, page_size: int
+    ) -> None:
+        """Pages of fewer than one or more than 1000 objects are refused before any I/O."""
+        with pytest.raises(ValueError):
+            backend.unreachable().list_objects(self.PREFIX, page_size=page_size)

@@ -13,7 +13,9 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -469,6 +471,81 @@ class TestDelete:
 
         with pytest.raises(BlobStoreUnavailable):
             store.delete(KEY, None)
+
+
+
+class TestList:
+    def test_last_modified_is_the_files_mtime(self, store: LocalBlobStore, tmp_path: Path) -> None:
+        """An object's ``last_modified`` is its file's mtime, in UTC."""
+        _put(store, KEY, b"dated")
+        moment = 1_600_000_000.25
+        os.utime(_object(tmp_path), (moment, moment))
+
+        ((stored,),) = list(store.list_objects("documents/"))
+
+        assert stored.key == KEY
+        assert stored.last_modified == datetime.fromtimestamp(moment, UTC)
+
+    def test_only_committed_regular_files_are_objects(
+        self, store: LocalBlobStore, tmp_path: Path
+    ) -> None:
+        """Symlinks, fifos and the temp files of writers in progress are not listed."""
+        _put(store, KEY, b"real")
+        folder = tmp_path / "objects" / "documents"
+        (folder / str(uuid4())).symlink_to(_object(tmp_path))
+        os.mkfifo(folder / str(uuid4()))
+        writer = store.open_writer(f"documents/{uuid4()}")
+        writer.write(b"in progress")
+        assert len(_tmp_files(tmp_path)) == 1
+
+        assert [s.key for page in store.list_objects("") for s in page] == [KEY]
+        writer.abort()
+
+    def test_a_listing_holds_one_open_folder_per_level(self, store: LocalBlobStore) -> None:
+        """Mid-way through nested folders a listing holds at most one descriptor per level,
+        and closing it early releases them all."""
+        for index in range(6):
+            _put(store, f"documents/a/b/{index}", b"x")
+        before = _open_fds()
+        pages = store.list_objects("documents/", page_size=1)
+
+        first = next(pages)
+
+        assert first[0].key.startswith("documents/a/b/")
+        assert before < _open_fds() <= before + 3
+        pages.close()
+        assert _open_fds() == before
+
+    def test_objects_deleted_while_listing_are_skipped(
+        self, store: LocalBlobStore, tmp_path: Path
+    ) -> None:
+        """Files removed after the listing has read their folder are skipped, not an error."""
+        for _ in range(10):
+            _put(store, f"documents/{uuid4()}", b"x")
+        pages = store.list_objects("documents/", page_size=1)
+        first = next(pages)
+        for path in _object_files(tmp_path):
+            if path.name != first[0].key.split("/")[1]:
+                path.unlink()
+
+        assert list(pages) == []
+
+    def test_a_folder_that_cannot_be_read_is_unavailable(
+        self, store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An OS refusal to read a folder met mid-walk is BlobStoreUnavailable."""
+        _put(store, "documents/sub/x", b"x")
+        real_scandir = os.scandir
+
+        def refuse_sub(path: Any) -> Any:
+            if str(path).endswith("/sub"):
+                raise PermissionError(errno.EACCES, "denied", str(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr("vault.adapters.blobs.local.os.scandir", refuse_sub)
+
+        with pytest.raises(BlobStoreUnavailable, match="denied"):
+            list(store.list_objects("documents/"))
 
 
 class TestPing:

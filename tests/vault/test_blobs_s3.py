@@ -416,6 +416,51 @@ class TestWriterFailures:
         assert pending_uploads(client, bucket) == []
 
 
+
+class TestList:
+    def test_each_page_is_one_request_made_when_needed(
+        self, store: S3BlobStore, calls: list[Call]
+    ) -> None:
+        """Pages are ListObjectsV2 requests with the prefix and MaxKeys, each made only when
+        the previous page has been taken, following the continuation token."""
+        for _ in range(5):
+            put(store, b"x", key=f"documents/{uuid.uuid4()}")
+        calls.clear()
+        pages = store.list_objects("documents/", page_size=2)
+
+        assert named(calls, "ListObjectsV2") == []
+        assert len(next(pages)) == 2
+        assert len(named(calls, "ListObjectsV2")) == 1
+        assert [len(page) for page in pages] == [2, 1]
+
+        requests = named(calls, "ListObjectsV2")
+        assert [r["MaxKeys"] for r in requests] == [2, 2, 2]
+        assert all(r["Prefix"] == "documents/" and r["Bucket"] == store.bucket for r in requests)
+        assert "ContinuationToken" not in requests[0]
+        assert all(r.get("ContinuationToken") for r in requests[1:])
+
+    def test_a_key_whose_current_version_is_a_delete_marker_is_not_listed(
+        self, store: S3BlobStore, client: Any, bucket: str
+    ) -> None:
+        """A deleted key keeps its old version in the bucket, but only current objects are
+        listed."""
+        put(store, b"gone")
+        store.delete(KEY, None)
+        assert len(stored_versions(client, bucket)) == 1
+
+        assert list(store.list_objects("documents/")) == []
+
+    @pytest.mark.parametrize(("status", "code"), [(403, "AccessDenied"), (503, "SlowDown")])
+    def test_a_refused_listing_is_unavailable(
+        self, fake_s3: Callable[..., S3BlobStore], status: int, code: str
+    ) -> None:
+        """Access denied or throttling while listing is BlobStoreUnavailable naming the code."""
+        store = fake_s3(status, _s3_error(code), {"Content-Type": "application/xml"})
+
+        with pytest.raises(BlobStoreUnavailable, match=code):
+            next(store.list_objects("documents/"))
+
+
 class TestStoreDown:
     def test_stopped_server_is_unavailable_everywhere(self, aws_env: str) -> None:
         """Once the endpoint stops answering, every call is BlobStoreUnavailable;
@@ -450,6 +495,8 @@ class TestStoreDown:
             writer.abort()
             with pytest.raises(BlobStoreUnavailable):
                 store.delete(KEY, "v1")
+            with pytest.raises(BlobStoreUnavailable):
+                next(store.list_objects("documents/"))
             with pytest.raises(BlobStoreUnavailable):
                 ensure_bucket(client, bucket)
             url = store.presign(

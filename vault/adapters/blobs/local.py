@@ -25,9 +25,16 @@ final-flag byte. Binding the index, the final flag and the object's key name
 into each frame makes reordering, truncation, appending and moving an object
 to another key all fail authentication.
 
+Listing walks ``root/objects/<prefix>`` with ``os.scandir``, depth first,
+holding one open folder per level and one page of results; a key is a
+regular file's path below ``objects``, its ``last_modified`` the file's
+mtime (the time of its last write: a committed object is never written
+again). Temp files are in ``tmp``, so they are never listed; symlinks and
+other non-regular entries are not objects and are skipped.
+
 Errors: reading raises only ``BlobUnreadable`` (missing, bad header, failed
-tag, truncated, trailing bytes); writing, deleting and ``ping`` raise
-``BlobStoreUnavailable`` for OS failures (disk full, permissions).
+tag, truncated, trailing bytes); writing, deleting, listing and ``ping``
+raise ``BlobStoreUnavailable`` for OS failures (disk full, permissions).
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -47,10 +55,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from vault.adapters.blobs.naming import check_key
+from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
 from vault.adapters.blobs.signing import DownloadClaims, UrlSigner
 from vault.adapters.folders import fsync_dir, make_private_dirs
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.ports import LIST_PAGE_SIZE, StoredObject
 
 MAGIC = b"DVB1"
 SALT_SIZE = 16
@@ -124,6 +133,18 @@ class LocalBlobStore:
         except OSError as exc:
             raise BlobStoreUnavailable(f"cannot delete {key}: {exc}") from exc
 
+    def list_objects(
+        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Generator[list[StoredObject], None, None]:
+        """Committed objects under ``prefix``, a page at a time (see ``BlobStore``).
+
+        Nothing is read until the first ``next``; the folders are closed when
+        the listing is exhausted, fails or is closed.
+        """
+        check_prefix(prefix)
+        check_page_size(page_size)
+        return _list_pages(self._objects / prefix, prefix, page_size)
+
     def presign(
         self,
         key: str,
@@ -148,6 +169,56 @@ class LocalBlobStore:
     def _path(self, key: str) -> Path:
         check_key(key)
         return self._objects / key
+
+
+def _list_pages(
+    folder: Path, prefix: str, page_size: int
+) -> Generator[list[StoredObject], None, None]:
+    page: list[StoredObject] = []
+    try:
+        for key, mtime in _walk_files(folder, prefix):
+            page.append(StoredObject(key, datetime.fromtimestamp(mtime, UTC)))
+            if len(page) == page_size:
+                yield page
+                page = []
+    except OSError as exc:
+        raise BlobStoreUnavailable(f"cannot list blobs under {prefix!r}: {exc}") from exc
+    if page:
+        yield page
+
+
+def _walk_files(folder: Path, prefix: str) -> Iterator[tuple[str, float]]:
+    """(key, mtime) of every regular file under ``folder``, depth first, lazily.
+
+    A folder that does not exist holds nothing (no object was ever stored
+    under it). Entries removed while the walk runs are skipped.
+    """
+    try:
+        top = os.scandir(folder)
+    except FileNotFoundError:
+        return
+    stack: list[tuple[os._ScandirIterator[str], str]] = [(top, prefix)]
+    try:
+        while stack:
+            entries, base = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                entries.close()
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((os.scandir(entry.path), f"{base}{entry.name}/"))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # a symlink, socket or fifo is not an object
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue  # deleted since the folder was read
+            yield base + entry.name, mtime
+    finally:
+        for entries, _ in stack:
+            entries.close()
 
 
 def clean_stale_tmp(root: Path) -> int:

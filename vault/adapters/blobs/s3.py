@@ -16,13 +16,20 @@ checks a whole-object checksum on the way back when S3 sends one (objects
 written with ``PutObject``); composite checksums of multipart objects are not
 checked by the client.
 
+Listing is ``ListObjectsV2`` with ``MaxKeys`` set to the page size, one
+request per page as the caller advances, following ``NextContinuationToken``;
+it sees each key's current version only (a key whose current version is a
+delete marker is not listed), with S3's ``LastModified`` (for a multipart
+object, when its upload was started).
+
 Errors: botocore's exceptions are mapped here and go no further.
 ``BlobUnreadable`` means the object itself is missing or damaged: no such
 key or version, a 404, a version that is a delete marker, a body shorter
 than its Content-Length or failing its checksum. Everything else (endpoint
 unreachable, timeouts, a connection reset mid-body, throttling, access
 denied, KMS refusals, a missing bucket) is ``BlobStoreUnavailable``: the
-store is down or misconfigured, the blob is not known to be bad.
+store is down or misconfigured, the blob is not known to be bad. A listing
+that fails is ``BlobStoreUnavailable`` too.
 
 Presigned URLs are SigV4 (``X-Amz-Signature``); the client must be built
 with ``Config(signature_version="s3v4")``, because botocore otherwise signs
@@ -33,6 +40,7 @@ The constructor refuses a client that would do that.
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import UTC
 from typing import Any, NoReturn
 from uuid import UUID
 
@@ -44,9 +52,10 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
-from vault.adapters.blobs.naming import check_key
+from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.domain.validation import content_disposition
+from vault.ports import LIST_PAGE_SIZE, StoredObject
 
 log = structlog.get_logger("vault.blobs")
 
@@ -145,6 +154,38 @@ class S3BlobStore:
             raise BlobStoreUnavailable(f"cannot delete {where}: {exc}") from exc
         except BotoCoreError as exc:
             raise BlobStoreUnavailable(f"cannot delete {where}: {exc}") from exc
+
+    def list_objects(
+        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> Generator[list[StoredObject], None, None]:
+        """Current objects under ``prefix``, one ``ListObjectsV2`` page at a time.
+
+        Nothing is requested until the first ``next``; each later page is
+        requested only when the previous one has been handed out.
+        """
+        check_prefix(prefix)
+        check_page_size(page_size)
+        return self._list(prefix, page_size)
+
+    def _list(self, prefix: str, page_size: int) -> Generator[list[StoredObject], None, None]:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            try:
+                answer = self._client.list_objects_v2(**params)
+            except (BotoCoreError, ClientError) as exc:
+                raise BlobStoreUnavailable(
+                    f"cannot list {prefix!r} in S3 bucket {self.bucket}: {exc}"
+                ) from exc
+            page = [
+                StoredObject(item["Key"], item["LastModified"].astimezone(UTC))
+                for item in answer.get("Contents", ())
+            ]
+            if page:
+                yield page
+            token = answer.get("NextContinuationToken")
+            if not answer.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
 
     def presign(
         self,
