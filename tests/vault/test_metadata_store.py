@@ -6,6 +6,7 @@ driver-error mapping); everything above it is the shared contract.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -1307,6 +1308,42 @@ class TestSQLiteStore:
 
         assert not sqlite_path.with_name(sqlite_path.name + "-wal").exists()
 
+    def test_threads_that_come_and_go_leave_no_connections(self, sqlite_path: Path) -> None:
+        """Forty short-lived threads, one call each, leave at most the idle pool open."""
+        store = SQLiteMetadataStore(sqlite_path)
+        store.migrate()
+
+        def one_call() -> None:
+            store.get_document(upload(store, make_document()).id)
+
+        for _ in range(40):
+            worker = threading.Thread(target=one_call)
+            worker.start()
+            worker.join()
+        try:
+            assert open_files(sqlite_path) <= 2  # one idle connection: the file and its WAL
+        finally:
+            store.close()
+        assert open_files(sqlite_path) == 0
+
+    def test_a_connection_borrowed_at_close_is_closed_when_it_comes_back(
+        self, sqlite_path: Path
+    ) -> None:
+        """close() during a call lets the call finish, then leaves nothing open."""
+        store = SQLiteMetadataStore(sqlite_path)
+        store.migrate()
+        doc = upload(store, make_document())
+
+        def closing_events(stored: Document) -> list[OutboxEvent]:
+            store.close()
+            return []
+
+        store.archive_document(doc.id, archived_by=None, archived_at=BASE, events=closing_events)
+
+        assert open_files(sqlite_path) == 0
+        with pytest.raises(StoreUnavailable, match="closed"):
+            store.get_document(doc.id)
+
     def test_directory_path_is_unavailable(self, tmp_path: Path) -> None:
         """A path naming a directory gives StoreUnavailable caused by the driver's error."""
         store = SQLiteMetadataStore(tmp_path)
@@ -1361,3 +1398,15 @@ class TestSQLiteStore:
             store.close()
 
         assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+def open_files(database: Path) -> int:
+    """How many descriptors of this process are open on the database or its WAL."""
+    names = {str(database), f"{database}-wal"}
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if str(fd.readlink()) in names:
+                count += 1
+    return count
+

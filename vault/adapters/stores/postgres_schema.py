@@ -150,6 +150,11 @@ _SERVICE_SCHEMA: Final[tuple[str, ...]] = (
     CREATE INDEX IF NOT EXISTS ix_document_hash_claims_document_id
         ON document_hash_claims (document_id)
     """,
+    # Looking a document's ledger entries up (and the foreign key's checks).
+    """
+    CREATE INDEX IF NOT EXISTS ix_ledger_entries_document_id
+        ON ledger_entries (document_id)
+    """,
     """
     CREATE TABLE IF NOT EXISTS outbox (
         id BIGSERIAL PRIMARY KEY,
