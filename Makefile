@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench clean tools
+.PHONY: serve test lint bench soak clean tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -30,6 +30,9 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m ops.bench $(BENCH_ARGS)
+
+soak: $(VENV)/.installed
+	$(BIN)/python -m ops.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

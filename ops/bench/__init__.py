@@ -35,7 +35,8 @@ Modules: ``cli`` (flags, the run), ``load`` (the HTTP loops), ``multipart``
 ``floors`` (hashlib and fsync on this machine), ``server`` (the spawned
 server, /proc), ``backends`` (PostgreSQL and moto for ``postgres-s3``),
 ``records`` (the typed figures), ``report`` (verdicts, tables, JSON),
-``units`` (sizes and number formats), ``console`` (progress lines).
-Importing the package imports none of them, so ``__main__`` can point a
-python without httpx at the project's venv first.
+``units`` (sizes and number formats), ``console`` (progress lines),
+``venv`` (re-running under the project's venv). Importing the package
+imports none of them, so ``__main__`` can point a python without httpx at
+the project's venv first. ``ops.soak`` reuses these modules.
 """

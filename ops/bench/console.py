@@ -3,6 +3,7 @@
 import sys
 
 _quiet = False
+_prefix = "bench"
 
 
 class BenchError(Exception):
@@ -15,7 +16,13 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def set_prefix(prefix: str) -> None:
+    """Name the tool that speaks in the progress lines (``bench`` unless told)."""
+    global _prefix
+    _prefix = prefix
+
+
 def progress(message: str) -> None:
-    """One ``bench: ...`` line on stderr, unless quiet."""
+    """One ``bench: ...`` line (or the set prefix's) on stderr, unless quiet."""
     if not _quiet:
-        print(f"bench: {message}", file=sys.stderr, flush=True)
+        print(f"{_prefix}: {message}", file=sys.stderr, flush=True)
