@@ -1308,6 +1308,21 @@ class TestSQLiteStore:
 
         assert not sqlite_path.with_name(sqlite_path.name + "-wal").exists()
 
+    def test_the_duplicate_check_looks_the_pair_up(self, sqlite_path: Path) -> None:
+        """The twin lookup searches the (entity_id, sha256_hash) index, not the entity's dates."""
+        from vault.adapters.stores import queries
+        from vault.adapters.stores.sqlite import SQLiteDialect
+
+        store = SQLiteMetadataStore(sqlite_path)
+        store.migrate()
+        store.close()
+        sql = queries.LIVE_TWINS.compile(SQLiteDialect(), {})
+        plan = query_sql(sqlite_path, f"EXPLAIN QUERY PLAN {sql}".replace(":entity_id", "'e'")
+                         .replace(":sha256_hash", "'h'"))  # fmt: skip
+        assert [row[-1] for row in plan] == [
+            "SEARCH documents USING INDEX ix_documents_entity_hash (entity_id=? AND sha256_hash=?)"
+        ]
+
     def test_threads_that_come_and_go_leave_no_connections(self, sqlite_path: Path) -> None:
         """Forty short-lived threads, one call each, leave at most the idle pool open."""
         store = SQLiteMetadataStore(sqlite_path)

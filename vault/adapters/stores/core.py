@@ -48,6 +48,7 @@ import attrs
 
 from vault.adapters.stores import queries as q
 from vault.adapters.stores.rows import (
+    as_datetime,
     as_optional_datetime,
     as_uuid,
     document_from_row,
@@ -103,8 +104,7 @@ class SqlMetadataStore:
 
     def find_active_duplicate(self, entity_id: uuid.UUID, sha256_hash: str) -> uuid.UUID | None:
         with self._reading("find_active_duplicate") as db:
-            row = db.one(q.LIVE_TWIN, entity_id=entity_id, sha256_hash=sha256_hash)
-        return None if row is None else as_uuid(row["id"])
+            return _oldest_twin(db, entity_id=entity_id, sha256_hash=sha256_hash)
 
     def record_upload(self, doc: Document, events: EventsFor, *, unique_hash: bool) -> Document:
         """Register ``doc`` with its ledger entry and events, in one transaction.
@@ -384,6 +384,14 @@ def _parked(row: Row) -> ParkedRow:
     )
 
 
+def _oldest_twin(db: Session, **pair: object) -> uuid.UUID | None:
+    """The oldest live document of (entity_id, sha256_hash), if any."""
+    twins = [
+        (as_datetime(row["created_at"]), as_uuid(row["id"])) for row in db.all(q.LIVE_TWINS, **pair)
+    ]
+    return min(twins)[1] if twins else None
+
+
 def _claim_hash(db: Session, doc: Document) -> None:
     pair = {"entity_id": doc.entity_id, "sha256_hash": doc.sha256_hash}
     for _ in range(CLAIM_ATTEMPTS):
@@ -395,9 +403,9 @@ def _claim_hash(db: Session, doc: Document) -> None:
         # The holder was archived in between: the pair is free again.
     else:
         raise StoreUnavailable("duplicate guard kept conflicting without a claim holder")
-    unguarded = db.one(q.LIVE_TWIN, **pair)
+    unguarded = _oldest_twin(db, **pair)
     if unguarded is not None:
-        raise DuplicateDocument(as_uuid(unguarded["id"]))
+        raise DuplicateDocument(unguarded)
 
 
 def _insert_events(db: Session, events: Iterable[OutboxEvent]) -> None:

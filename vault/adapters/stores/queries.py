@@ -21,10 +21,14 @@ DOCUMENT_INSERT = Q(
     f" VALUES ({', '.join('$' + column for column in DOCUMENT_COLUMNS)})"
 )
 PRESENT = Q("SELECT id FROM documents WHERE id IN ($*ids)")
-LIVE_TWIN = Q(
-    "SELECT id FROM documents"
+# Every live document of the entity with this content (one, or a few left by
+# the service this one replaces); the caller takes the oldest. No ORDER BY:
+# SQLite would then walk the entity's (entity_id, created_at) index, every
+# document of the entity, instead of looking the pair up (1.4 ms a call at
+# 1,000 documents an entity, growing with it).
+LIVE_TWINS = Q(
+    "SELECT id, created_at FROM documents"
     " WHERE entity_id = $entity_id AND sha256_hash = $sha256_hash AND status <> 'archived'"
-    " ORDER BY created_at, id LIMIT 1"
 )
 
 # At most one live document per (entity, content). Against an uncommitted

@@ -81,6 +81,12 @@ _SCHEMA: Final[tuple[str, ...]] = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS ix_documents_sha256_hash ON documents (sha256_hash)",
+    # The duplicate check looks (entity, content) up: without statistics
+    # SQLite's planner would rather walk the entity's documents by date.
+    """
+    CREATE INDEX IF NOT EXISTS ix_documents_entity_hash
+        ON documents (entity_id, sha256_hash)
+    """,
     """
     CREATE INDEX IF NOT EXISTS ix_documents_entity_created
         ON documents (entity_id, created_at, id)
