@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench soak clean tools
+.PHONY: serve test lint bench soak fuzz clean tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -33,6 +33,15 @@ bench: $(VENV)/.installed
 
 soak: $(VENV)/.installed
 	$(BIN)/python -m ops.soak $(SOAK_ARGS)
+
+# The suite's schemathesis test (tests/system/test_fuzz.py) run long: FUZZ_SECONDS of
+# fuzzing (about 20 minutes) on a fresh seed; the figures are printed and kept in var/.
+FUZZ_SECONDS ?= 1200
+fuzz: $(VENV)/.installed
+	mkdir -p var
+	VAULT_FUZZ_SECONDS=$(FUZZ_SECONDS) VAULT_FUZZ_EXAMPLES=$${VAULT_FUZZ_EXAMPLES:-1000} \
+	VAULT_FUZZ_SEED=$${VAULT_FUZZ_SEED:-$$(date +%s)} VAULT_FUZZ_REPORT=var/fuzz-report.txt \
+	$(BIN)/pytest -p no:cacheprovider -q -s tests/system/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -15,12 +15,17 @@ from typing import Any
 import trio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import TrioBody, TrioRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 
 HIGH_WATER = 1 << 20
 """Bytes buffered before the receiving task waits for the consumer."""
 
 SMALL_BODY_LIMIT = HIGH_WATER
-"""Largest body accepted by routes that read their body whole (JSON)."""
+"""Largest body accepted by routes that read their body whole (JSON).
+
+Such a body is never held back at the mark (see ``BoundedBody.put``): its
+reader takes nothing until the body ends, so the limit, not the mark,
+bounds it."""
 
 LINGER_SECONDS = 5.0
 """How long an answer given before its request body ended waits for that body.
@@ -39,9 +44,16 @@ class BoundedBody(TrioBody):
         self._abandoned = False
 
     async def put(self, data: bytes) -> None:
-        """Append ``data``, first waiting while the buffer is above the mark."""
+        """Append ``data``, first waiting while the buffer is above the mark.
+
+        Only a streamed body waits: one with a limit at or under the mark is
+        awaited whole, and nothing drains it before its end, so waiting for
+        room would wait forever (a body that reaches exactly the limit with
+        more to come would hang there); for it the next chunk trips the limit.
+        """
         while (
-            len(self._data) >= HIGH_WATER
+            self._is_streamed()
+            and len(self._data) >= HIGH_WATER
             and self._must_raise is None
             and not self._complete.is_set()
             and not self._abandoned
@@ -50,6 +62,10 @@ class BoundedBody(TrioBody):
             await self._room.wait()
         if not self._abandoned:
             self.append(data)
+
+    def _is_streamed(self) -> bool:
+        limit = self._max_content_length
+        return limit is None or limit > HIGH_WATER
 
     def abandon(self) -> None:
         """The handler has answered: drop whatever else arrives, never wait for room.
@@ -93,6 +109,11 @@ class BoundedHTTPConnection(TrioASGIHTTPConnection):
         request = super()._create_request_from_scope(send)
         if self.scope["path"] not in self.streaming_paths:
             request.body._max_content_length = SMALL_BODY_LIMIT
+            declared = request.content_length
+            if declared is not None and declared > SMALL_BODY_LIMIT:
+                # The body was made before it had a limit, so its own check of the
+                # declared length never ran: refuse now, not after waiting for bytes.
+                request.body._must_raise = RequestEntityTooLarge()
         self._body: BoundedBody = request.body  # type: ignore[assignment]  # body_class
         self._finishing = False
         return request

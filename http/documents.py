@@ -16,17 +16,20 @@ from typing import Any
 from uuid import UUID
 
 from quart import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from actors.archiver import Archived, ArchiveDocument
 from actors.runtime import ask
 from actors.verifier import VerifyDocument
 from vault.config import MAX_URL_EXPIRY_SECONDS
-from vault.domain.errors import InvalidExpiry, InvalidRequest
+from vault.domain.errors import BodyTooLarge, InvalidExpiry, InvalidRequest
 from vault.domain.models import Action, Document, EntityType, document_json, iso_response
+from vault.domain.validation import JsonRefused, load_json
 from vault.ports import PageCursor
 
+from .body import SMALL_BODY_LIMIT
 from .responses import json_response
-from .state import authorize, correlation_id, identify, parse_uuid, state
+from .state import authorize, correlation_id, identify, parse_integer, parse_uuid, state
 
 api = Blueprint("documents", __name__, url_prefix="/api/v1")
 
@@ -57,11 +60,14 @@ async def verify() -> Response:
 
 
 async def _json_body() -> dict[str, Any]:
-    raw = await request.get_data(cache=False)
     try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidRequest.field("body", "json", "body is not valid JSON") from None
+        raw = await request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise BodyTooLarge(SMALL_BODY_LIMIT) from None
+    try:
+        body = load_json(raw or b"null")
+    except JsonRefused as exc:
+        raise InvalidRequest.field("body", "json", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest.field("body", "json", "body must be a JSON object")
     return body
@@ -80,14 +86,24 @@ def encode_cursor(doc: Document) -> str:
 
 
 def decode_cursor(token: str) -> PageCursor:
+    """The page position ``encode_cursor`` wrote; anything else is a 422 naming ``cursor``.
+
+    A cursor is a flat JSON pair of strings, so nothing deeper is parsed, and
+    an instant that cannot be brought to UTC (year 1 at +14:00) is malformed.
+    """
     try:
         padded = token + "=" * (-len(token) % 4)
-        created, doc_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        pair = load_json(base64.urlsafe_b64decode(padded.encode()), max_depth=1)
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+        ):
+            raise ValueError("not a pair of strings")
+        created, doc_id = pair
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("naive timestamp")
         return PageCursor(created_at=moment.astimezone(UTC), document_id=UUID(doc_id))
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+    except (ValueError, OverflowError, binascii.Error):
         raise InvalidRequest.field("query", "cursor", "malformed cursor") from None
 
 
@@ -120,7 +136,7 @@ async def list_documents(entity_id: str) -> Response:
     include_archived = _bool_param("include_archived", False)
     raw_limit = request.args.get("limit", "100")
     try:
-        limit = int(raw_limit)
+        limit = parse_integer(raw_limit)
     except ValueError:
         raise InvalidRequest.field("query", "limit", "must be an integer") from None
     if not 1 <= limit <= 1000:
@@ -152,7 +168,7 @@ async def download(document_id: str) -> Response:
     raw_expiry = request.args.get("expires_in")
     if raw_expiry is not None:
         try:
-            expires_in = int(raw_expiry)
+            expires_in = parse_integer(raw_expiry)
         except ValueError:
             raise InvalidRequest.field("query", "expires_in", "must be an integer") from None
     assert doc_id is not None

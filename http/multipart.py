@@ -7,8 +7,10 @@ can forward a file's bytes as they arrive and never hold the whole body.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 import attrs
 from python_multipart.exceptions import MultipartParseError
@@ -36,6 +38,13 @@ class PartEnd:
 
 Event = PartStart | PartData | PartEnd
 
+MAX_PARTS = 64
+"""Parts one body may have: the form has seven fields and one file. (Each part's
+headers are bounded by python-multipart: 8 headers of at most 4224 bytes.)"""
+
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+"""RFC 2046's boundary: 1 to 70 of its characters, not ending in a space."""
+
 
 def boundary_of(content_type: str | None) -> bytes:
     """The boundary of a multipart/form-data request, or a 422."""
@@ -45,18 +54,43 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidRequest.field("header", "content-type", "multipart boundary missing")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise InvalidRequest.field(
+            "header", "content-type",
+            "multipart boundary must be 1 to 70 characters that RFC 2046 allows",
+        )
     return boundary
+
+
+_RFC2231_CODECS = {
+    "utf-8": "utf-8", "utf8": "utf-8",
+    "iso-8859-1": "latin-1", "latin-1": "latin-1", "latin1": "latin-1",
+    "us-ascii": "ascii", "ascii": "ascii",
+}
+"""The charsets an RFC 2231 ``filename*`` may name (RFC 5987 requires UTF-8 and
+ISO-8859-1); any other is read as UTF-8, never looked up as a codec, since
+``idna``, ``punycode`` or ``unicode_escape`` would fail or invent characters."""
 
 
 def _content_disposition(raw: str) -> tuple[str | None, str | None]:
     message = Message()
     message["content-disposition"] = raw
     name = message.get_param("name", header="content-disposition")
-    filename = message.get_filename()
     return (
         name if isinstance(name, str) else None,
-        filename,
+        _filename(message.get_param("filename", header="content-disposition")),
     )
+
+
+def _filename(param: str | tuple[str | None, str | None, str] | None) -> str | None:
+    """A ``filename`` parameter, or an RFC 2231 ``filename*`` decoded with a known charset."""
+    if param is None:
+        return None
+    if isinstance(param, str):
+        return collapse_rfc2231_value(param).strip()  # a plain value: unquoted, no codec
+    charset, _language, text = param
+    codec = _RFC2231_CODECS.get((charset or "us-ascii").strip().lower(), "utf-8")
+    return text.encode("raw-unicode-escape").decode(codec, "replace").strip()
 
 
 class _Collector:
@@ -68,6 +102,7 @@ class _Collector:
         self._field = bytearray()
         self._value = bytearray()
         self._headers: dict[str, str] = {}
+        self._parts = 0
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -82,6 +117,9 @@ class _Collector:
         }
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise InvalidRequest.field("body", "multipart", f"more than {MAX_PARTS} parts")
         self._headers = {}
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:

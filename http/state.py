@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from uuid import UUID
 
@@ -61,6 +62,26 @@ def parse_uuid(raw: str | None, location: str, name: str, *, required: bool = Tr
     except ValueError:
         raise InvalidRequest.field(location, name, "not a valid UUID") from None
     return value
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+INTEGER_DIGITS = 18
+"""Digits an integer parameter is converted with: far past every bound a route has."""
+
+
+def parse_integer(raw: str) -> int:
+    """A decimal integer in ASCII digits with an optional sign, or ``ValueError``.
+
+    Any length is taken, but one of more than ``INTEGER_DIGITS`` digits is
+    clamped to ``±10**INTEGER_DIGITS`` instead of being converted: thousands
+    of digits cost nothing, and read as out of range wherever a bound applies.
+    """
+    if not _INTEGER.fullmatch(raw):
+        raise ValueError("not a decimal integer")
+    if len(raw.lstrip("+-").lstrip("0")) > INTEGER_DIGITS:
+        clamped: int = 10**INTEGER_DIGITS
+        return -clamped if raw.startswith("-") else clamped
+    return int(raw)
 
 
 def identify(actor_field: str | None) -> Actor:

@@ -27,7 +27,7 @@ from vault.domain.validation import clean_filename, normalize_mime, parse_metada
 
 from .multipart import PartData, PartEnd, PartStart, boundary_of, parse_multipart
 from .responses import json_response
-from .state import authorize, correlation_id, identify, state
+from .state import authorize, correlation_id, identify, parse_integer, state
 
 uploads = Blueprint("uploads", __name__, url_prefix="/api/v1")
 
@@ -129,7 +129,7 @@ class _UploadRequest:
 
 
 def _token_id(raw: str) -> int:
-    value = int(raw)
+    value = parse_integer(raw)
     if not 0 <= value <= MAX_TOKEN_ID:
         raise ValueError(raw)
     return value
@@ -193,6 +193,7 @@ async def _read_form(up: _UploadRequest, boundary: bytes) -> None:
     the fields after it still get their say, up to the size limit.
     """
     current_field = ""
+    value = bytearray()
     async with (
         aclosing(_body_chunks()) as body,
         aclosing(parse_multipart(boundary, body)) as events,
@@ -216,13 +217,19 @@ async def _read_form(up: _UploadRequest, boundary: bytes) -> None:
                 case PartStart(name=name):
                     current_field = name
                     up.fields[name] = ""
+                    value.clear()
                 case PartData(data=data):
                     up.field_bytes += len(data)
                     if up.field_bytes > FORM_ROOM:
                         raise InvalidRequest.field("body", current_field, "form fields too large")
-                    up.fields[current_field] += data.decode("utf-8", "replace")
+                    value += data
                 case PartEnd():
-                    pass
+                    # Decoded whole, so a character split between two chunks stays one.
+                    # Bytes that are not UTF-8 become lone surrogates, which every field
+                    # refuses in its own check, in the contract's order (a UUID or enum
+                    # that does not parse, metadata that is not valid JSON); no field is
+                    # kept as text unchecked.
+                    up.fields[current_field] = value.decode("utf-8", "surrogateescape")
 
 
 async def _body_chunks() -> AsyncGenerator[bytes, None]:

@@ -17,6 +17,7 @@ catches psycopg, sqlite3 or botocore exceptions.
     ├── InvalidMetadata (ValueError) 400 INVALID_METADATA
     ├── InvalidExpiry (ValueError)   400 INVALID_SIGNED_URL_EXPIRY
     ├── FileTooLarge (ValueError)    413 FILE_SIZE_EXCEEDED
+    │   └── BodyTooLarge             a body read whole (JSON) is over its limit
     ├── DuplicateDocument            409 DUPLICATE_DOCUMENT
     ├── Busy                         503 SERVICE_BUSY
     ├── DependencyUnavailable (ConnectionError) 503 DEPENDENCY_UNAVAILABLE
@@ -152,6 +153,16 @@ class FileTooLarge(VaultError, ValueError):
 
     def extra(self) -> dict[str, Any]:
         return {"max_size_bytes": self.max_size_bytes}
+
+
+class BodyTooLarge(FileTooLarge):
+    """A request body that is read whole (the verify route's JSON) is over its limit."""
+
+    def __init__(self, max_size_bytes: int) -> None:
+        self.max_size_bytes = max_size_bytes
+        VaultError.__init__(
+            self, f"Request body exceeds the maximum size of {max_size_bytes} bytes"
+        )
 
 
 class DuplicateDocument(VaultError):

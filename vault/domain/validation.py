@@ -9,6 +9,12 @@ Errors, in the contract's order: ``EmptyFile`` (only known at ``finish``),
 leading bytes disagree with the type, or at ``finish`` when too few arrived),
 then ``FileTooLarge`` (as soon as the count passes the limit). Within one
 chunk the type is checked before the size.
+
+``load_json`` reads any JSON a client sends (the verify body, the
+``metadata`` field, a list cursor) within limits that every later step can
+honour: what it returns can be stored in either database and encoded in an
+answer, so a hostile document is refused here, as the client's error, and
+never fails later as the service's.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import math
+import re
 import unicodedata
+from itertools import accumulate
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +40,21 @@ DEFAULT_FILENAME = "document"
 UNDECLARED_MIME = "application/octet-stream"
 
 _INVALID_JSON = "metadata must be valid JSON"
+
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of arrays and objects taken in JSON a client sends (the
+answer's encoder stops at 255 levels, and a document nests its metadata two
+levels down)."""
+MIN_JSON_INTEGER = -(2**63)
+MAX_JSON_INTEGER = 2**64 - 1
+"""The integers the answer's encoder (orjson) can write; outside them, a
+number would be stored and then fail every answer that carries it."""
+_MAX_INTEGER_DIGITS = len(str(MAX_JSON_INTEGER))
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+_BRACKET_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 _PDF = (b"%PDF-", "a PDF document")
 _PNG = (b"\x89PNG\r\n\x1a\n", "a PNG image")
@@ -84,11 +108,14 @@ def parse_metadata(raw: str | None) -> dict[str, Any] | None:
     if raw is None or not raw.strip():
         return None
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        value = load_json(raw)
+    except JsonRefused:
         raise InvalidMetadata(_INVALID_JSON) from None
     if not isinstance(value, dict):
         raise InvalidMetadata(_INVALID_JSON)
+    if "\\u0000" in raw and _holds_nul(value):
+        # PostgreSQL's jsonb cannot hold U+0000; SQLite could, so refuse it on both.
+        raise InvalidMetadata("metadata must not contain U+0000 (NUL) characters")
     description = value.get("description")
     if description is not None and not isinstance(description, str):
         raise InvalidMetadata("metadata.description must be a string")
@@ -103,8 +130,104 @@ def parse_metadata(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
+class JsonRefused(ValueError):
+    """JSON a client sent that is refused; the message says why, in a client's words."""
+
+
+def load_json(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``raw`` parsed as JSON (RFC 8259, UTF-8), or ``JsonRefused`` saying why not.
+
+    A leading byte order mark is ignored, as RFC 8259 allows. Refused beyond
+    the grammar: bytes that are not UTF-8; ``NaN`` and
+    ``Infinity``; arrays and objects nested deeper than ``max_depth``; an
+    integer outside ``MIN_JSON_INTEGER``..``MAX_JSON_INTEGER`` (so no
+    integer of thousands of digits is ever converted); a number too large
+    for a double; and a string or key holding a lone surrogate
+    (``"\\ud800"``), which no UTF-8 answer, log line or database can hold.
+    Every check after parsing runs in C over the text, so a large document
+    costs about what parsing it does.
+    """
+    try:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise JsonRefused("JSON must be UTF-8") from None
+    if _LONE_SURROGATE.search(text):
+        raise _lone_surrogate()
+    try:
+        value = json.loads(
+            text, parse_int=_bounded_integer, parse_float=_finite_number,
+            parse_constant=_reject_constant,
+        )
+    except JsonRefused:
+        raise
+    except RecursionError:
+        # The parser's own depth guard, met far beyond ``max_depth``: the
+        # same refusal the depth check below gives a shallower document.
+        raise _too_deep(max_depth) from None
+    except json.JSONDecodeError as exc:
+        raise JsonRefused(f"{exc.msg} at character {exc.pos}") from None
+    if _nesting_depth(text) > max_depth:
+        raise _too_deep(max_depth)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _lone_surrogate() from None
+    return value
+
+
+def _bounded_integer(literal: str) -> int:
+    if len(literal.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        raise JsonRefused("a JSON integer is out of range")
+    value = int(literal)
+    if not MIN_JSON_INTEGER <= value <= MAX_JSON_INTEGER:
+        raise JsonRefused("a JSON integer is out of range")
+    return value
+
+
+def _finite_number(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise JsonRefused("a JSON number is out of range")
+    return value
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise JsonRefused(f"{name} is not JSON")
+
+
+def _too_deep(max_depth: int) -> JsonRefused:
+    return JsonRefused(f"JSON nested deeper than {max_depth} levels")
+
+
+def _lone_surrogate() -> JsonRefused:
+    return JsonRefused("a JSON string holds a lone surrogate")
+
+
+def _nesting_depth(valid_json: str) -> int:
+    """How deep arrays and objects nest in text already parsed as JSON.
+
+    Only on valid JSON: there every quote outside a string opens one that
+    closes, so dropping the strings is a single linear pass.
+    """
+    brackets = _BRACKET.findall(_JSON_STRING.sub("", valid_json))
+    return max(accumulate(map(_BRACKET_DEPTH.__getitem__, brackets)), default=0)
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any string or key of a parsed (and so already bounded) document has U+0000."""
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def normalize_mime(declared: str | None) -> str:
