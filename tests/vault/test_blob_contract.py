@@ -34,7 +34,8 @@ from tests.vault.blob_helpers import (
     stored_versions,
 )
 from vault.adapters.blobs.local import LocalBlobStore
-from vault.adapters.blobs.s3 import PART_SIZE, S3BlobStore
+from vault.adapters.blobs.s3 import S3BlobStore
+from vault.adapters.blobs.s3_writer import PART_SIZE
 from vault.adapters.blobs.signing import UrlSigner
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.ports import BlobStore

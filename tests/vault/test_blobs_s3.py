@@ -39,13 +39,8 @@ from tests.vault.blob_helpers import (
     s3_client,
     stored_versions,
 )
-from vault.adapters.blobs.s3 import (
-    PART_SIZE,
-    READ_CHUNK,
-    S3BlobStore,
-    S3BlobWriter,
-    ensure_bucket,
-)
+from vault.adapters.blobs.s3 import READ_CHUNK, S3BlobStore, ensure_bucket
+from vault.adapters.blobs.s3_writer import PART_SIZE, S3BlobWriter
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.domain.validation import content_disposition
 

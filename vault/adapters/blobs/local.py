@@ -25,12 +25,7 @@ final-flag byte. Binding the index, the final flag and the object's key name
 into each frame makes reordering, truncation, appending and moving an object
 to another key all fail authentication.
 
-Listing walks ``root/objects/<prefix>`` with ``os.scandir``, depth first,
-holding one open folder per level and one page of results; a key is a
-regular file's path below ``objects``, its ``last_modified`` the file's
-mtime (the time of its last write: a committed object is never written
-again). Temp files are in ``tmp``, so they are never listed; symlinks and
-other non-regular entries are not objects and are skipped.
+Listing is ``local_listing.py``: a lazy walk of ``root/objects/<prefix>``.
 
 Errors: reading raises only ``BlobUnreadable`` (missing, bad header, failed
 tag, truncated, trailing bytes); writing, deleting, listing and ``ping``
@@ -44,8 +39,7 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Generator, Iterator
-from datetime import UTC, datetime
+from collections.abc import Generator
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -55,6 +49,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from vault.adapters.blobs.local_listing import list_pages
 from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
 from vault.adapters.blobs.signing import DownloadClaims, UrlSigner
 from vault.adapters.folders import fsync_dir, make_private_dirs
@@ -143,7 +138,7 @@ class LocalBlobStore:
         """
         check_prefix(prefix)
         check_page_size(page_size)
-        return _list_pages(self._objects / prefix, prefix, page_size)
+        return list_pages(self._objects / prefix, prefix, page_size)
 
     def presign(
         self,
@@ -169,56 +164,6 @@ class LocalBlobStore:
     def _path(self, key: str) -> Path:
         check_key(key)
         return self._objects / key
-
-
-def _list_pages(
-    folder: Path, prefix: str, page_size: int
-) -> Generator[list[StoredObject], None, None]:
-    page: list[StoredObject] = []
-    try:
-        for key, mtime in _walk_files(folder, prefix):
-            page.append(StoredObject(key, datetime.fromtimestamp(mtime, UTC)))
-            if len(page) == page_size:
-                yield page
-                page = []
-    except OSError as exc:
-        raise BlobStoreUnavailable(f"cannot list blobs under {prefix!r}: {exc}") from exc
-    if page:
-        yield page
-
-
-def _walk_files(folder: Path, prefix: str) -> Iterator[tuple[str, float]]:
-    """(key, mtime) of every regular file under ``folder``, depth first, lazily.
-
-    A folder that does not exist holds nothing (no object was ever stored
-    under it). Entries removed while the walk runs are skipped.
-    """
-    try:
-        top = os.scandir(folder)
-    except FileNotFoundError:
-        return
-    stack: list[tuple[os._ScandirIterator[str], str]] = [(top, prefix)]
-    try:
-        while stack:
-            entries, base = stack[-1]
-            entry = next(entries, None)
-            if entry is None:
-                stack.pop()
-                entries.close()
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((os.scandir(entry.path), f"{base}{entry.name}/"))
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue  # a symlink, socket or fifo is not an object
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue  # deleted since the folder was read
-            yield base + entry.name, mtime
-    finally:
-        for entries, _ in stack:
-            entries.close()
 
 
 def clean_stale_tmp(root: Path) -> int:

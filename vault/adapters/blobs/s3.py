@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from datetime import UTC
-from typing import Any, NoReturn
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -53,18 +53,14 @@ from botocore.exceptions import (
 )
 
 from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
+from vault.adapters.blobs.s3_writer import MiB, S3BlobWriter, error_code
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.domain.validation import content_disposition
 from vault.ports import LIST_PAGE_SIZE, StoredObject
 
 log = structlog.get_logger("vault.blobs")
 
-MiB = 1024 * 1024
-PART_SIZE = 8 * MiB
-"""Bytes per multipart part, and the most a writer ever buffers."""
 READ_CHUNK = 1 * MiB
-SSE = "aws:kms"
-CHECKSUM_ALGORITHM = "SHA256"
 
 # Error codes that mean "this object (version) is not there", on GetObject.
 _MISSING_CODES = frozenset(
@@ -120,7 +116,7 @@ class S3BlobStore:
             answer = self._client.get_object(**params)
         except ClientError as exc:
             if _is_missing(exc, version_id):
-                raise BlobUnreadable(f"{where} is missing: {_error_code(exc)}") from exc
+                raise BlobUnreadable(f"{where} is missing: {error_code(exc)}") from exc
             raise BlobStoreUnavailable(f"cannot read {where}: {exc}") from exc
         except BotoCoreError as exc:
             raise BlobStoreUnavailable(f"cannot read {where}: {exc}") from exc
@@ -216,141 +212,6 @@ class S3BlobStore:
         return url
 
 
-class S3BlobWriter:
-    """One object being written; holds at most one part of data at a time.
-
-    Nothing is sent until the first part fills or ``commit``. After a failed
-    ``write`` or ``commit`` the multipart upload (if any) has been aborted,
-    or will be by ``abort``, which is always safe and never raises.
-    """
-
-    def __init__(self, client: Any, bucket: str, key: str, kms_key_id: str) -> None:
-        self._client = client
-        self._bucket = bucket
-        self._key = key
-        self._kms_key_id = kms_key_id
-        self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._open = True
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held in memory, waiting for their part to fill or for ``commit``."""
-        return len(self._buffer)
-
-    @property
-    def upload_id(self) -> str | None:
-        """The multipart upload in progress, if one was started and not yet finished."""
-        return self._upload_id
-
-    def write(self, chunk: bytes | bytearray | memoryview) -> None:
-        if not self._open:
-            raise ValueError("write to a blob writer that is committed or aborted")
-        view = memoryview(chunk).cast("B")
-        while len(view):
-            take = min(PART_SIZE - len(self._buffer), len(view))
-            self._buffer += view[:take]
-            view = view[take:]
-            if len(self._buffer) == PART_SIZE:
-                self._send_part()
-
-    def commit(self) -> str | None:
-        if not self._open:
-            raise ValueError("commit of a blob writer that is committed or aborted")
-        try:
-            if self._upload_id is None:
-                body, self._buffer = self._buffer, bytearray()
-                answer = self._client.put_object(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    Body=body,
-                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                    **self._encryption(),
-                )
-            else:
-                if self._buffer:
-                    self._send_part()
-                answer = self._client.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
-                )
-        except (BotoCoreError, ClientError) as exc:
-            self._fail(exc, "commit")
-        self._open = False
-        self._upload_id = None
-        self._parts = []
-        version_id: str | None = answer.get("VersionId")
-        # "null" is the version of an object written while versioning was off
-        # (or suspended): nothing to pin, the key's only copy is current.
-        return None if version_id in (None, "", "null") else version_id
-
-    def abort(self) -> None:
-        """Drop the buffer and abort the multipart upload, if one was started.
-
-        Never raises: a failed abort is logged and tried again by the next
-        call (a bucket lifecycle rule reaps what is left after that).
-        """
-        self._open = False
-        self._buffer = bytearray()
-        upload_id = self._upload_id
-        if upload_id is None:
-            return
-        try:
-            self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=upload_id
-            )
-        except ClientError as exc:
-            if _error_code(exc) != "NoSuchUpload":
-                log.warning(
-                    "blob_abort_failed", storage_key=self._key, upload_id=upload_id, error=str(exc)
-                )
-                return
-        except BotoCoreError as exc:
-            log.warning(
-                "blob_abort_failed", storage_key=self._key, upload_id=upload_id, error=str(exc)
-            )
-            return
-        self._upload_id = None
-        self._parts = []
-
-    def _send_part(self) -> None:
-        body, self._buffer = self._buffer, bytearray()
-        try:
-            if self._upload_id is None:
-                created = self._client.create_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                    **self._encryption(),
-                )
-                self._upload_id = created["UploadId"]
-            number = len(self._parts) + 1
-            answer = self._client.upload_part(
-                Bucket=self._bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=body,
-                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-            )
-        except (BotoCoreError, ClientError) as exc:
-            self._fail(exc, "write")
-        part: dict[str, Any] = {"PartNumber": number, "ETag": answer["ETag"]}
-        if answer.get("ChecksumSHA256"):
-            part["ChecksumSHA256"] = answer["ChecksumSHA256"]
-        self._parts.append(part)
-
-    def _encryption(self) -> dict[str, str]:
-        return {"ServerSideEncryption": SSE, "SSEKMSKeyId": self._kms_key_id}
-
-    def _fail(self, exc: BotoCoreError | ClientError, step: str) -> NoReturn:
-        self.abort()
-        raise BlobStoreUnavailable(f"cannot {step} blob {self._key}: {exc}") from exc
-
-
 def ensure_bucket(client: Any, bucket: str) -> None:
     """Create ``bucket`` if it does not exist, and turn its versioning on.
 
@@ -361,7 +222,7 @@ def ensure_bucket(client: Any, bucket: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise BlobStoreUnavailable(f"S3 bucket {bucket} is not usable: {exc}") from exc
         _create_bucket(client, bucket)
     except BotoCoreError as exc:
@@ -382,7 +243,7 @@ def _create_bucket(client: Any, bucket: str) -> None:
     try:
         client.create_bucket(**params)
     except ClientError as exc:
-        if _error_code(exc) != "BucketAlreadyOwnedByYou":
+        if error_code(exc) != "BucketAlreadyOwnedByYou":
             raise BlobStoreUnavailable(f"cannot create S3 bucket {bucket}: {exc}") from exc
     except BotoCoreError as exc:
         raise BlobStoreUnavailable(f"cannot create S3 bucket {bucket}: {exc}") from exc
@@ -403,13 +264,9 @@ def _require_sigv4_presigning(client: Any, bucket: str) -> None:
         )
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _is_missing(exc: ClientError, version_id: str | None) -> bool:
     """Whether S3 answered that this object (or this version of it) does not exist."""
-    code = _error_code(exc)
+    code = error_code(exc)
     if code in _NO_BUCKET_CODES:
         return False
     if code in _MISSING_CODES:

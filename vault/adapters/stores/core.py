@@ -39,58 +39,39 @@ raised here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
 import attrs
 
 from vault.adapters.stores import queries as q
+from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, SqlOutbox, insert_events
 from vault.adapters.stores.rows import (
     as_datetime,
-    as_optional_datetime,
     as_uuid,
     document_from_row,
     document_values,
-    event_values,
     ledger_entry_from_row,
-    outbox_row_from_row,
 )
-from vault.adapters.stores.sql import Dialect, Q, Row, Session, chunks
+from vault.adapters.stores.sql import Dialect, Session, chunks
 from vault.domain import lifecycle
 from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
-from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.ledger import entry_hash_from_reference, next_entry
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
-from vault.ports import CascadeBatch, EventsFor, OutboxStats, PageCursor, ParkedRow
-
-MAX_IDS_PER_STATEMENT: Final = 500
-"""Keeps ``id IN (...)`` well under SQLite's bound-parameter limit."""
+from vault.ports import CascadeBatch, EventsFor, PageCursor
 
 CLAIM_ATTEMPTS: Final = 3
 """How often a duplicate claim is retried when its holder vanished (was archived)
 between the conflict and the look-up."""
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(SqlOutbox):
     """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
 
     dialect: Dialect
 
     # -- what a dialect supplies -------------------------------------------
-
-    def _reading(self, operation: str) -> AbstractContextManager[Session]:
-        """A session for plain reads; driver errors become ``StoreUnavailable``."""
-        raise NotImplementedError
-
-    def _statement(self, operation: str) -> AbstractContextManager[Session]:
-        """A session for writes that are one statement each."""
-        raise NotImplementedError
-
-    def _transaction(self, operation: str) -> AbstractContextManager[Session]:
-        """A session whose statements commit together, rolled back on any error."""
-        raise NotImplementedError
 
     def _lock_ledger(self, db: Session) -> None:
         """Hold the ledger's head until commit, against every other writer."""
@@ -133,7 +114,7 @@ class SqlMetadataStore:
             with db.pipeline():
                 db.execute(q.LEDGER_INSERT, **attrs.asdict(entry))
                 db.execute(q.DOCUMENT_INSERT, **document_values(stored))
-                _insert_events(db, outbox)
+                insert_events(db, outbox)
         return stored
 
     def get_document(self, document_id: uuid.UUID) -> Document:
@@ -208,7 +189,7 @@ class SqlMetadataStore:
                 at=verified_at,
                 id=document_id,
             )
-            _insert_events(db, events(updated))
+            insert_events(db, events(updated))
         return updated
 
     def archive_document(
@@ -226,7 +207,7 @@ class SqlMetadataStore:
                 return current, False
             db.execute(q.ARCHIVE, archived_by=archived_by, at=archived_at, id=document_id)
             db.execute(q.CLAIM_RELEASE, document_id=document_id)
-            _insert_events(db, events(updated))
+            insert_events(db, events(updated))
         return updated, True
 
     def archive_entity(
@@ -267,7 +248,7 @@ class SqlMetadataStore:
             # Only the claims of the documents archived here; the entity's
             # other live documents keep their guard until their batch.
             db.many(q.CLAIM_RELEASE, [{"document_id": doc.id} for doc in archived])
-            _insert_events(db, [event for doc in archived for event in events(doc)])
+            insert_events(db, [event for doc in archived for event in events(doc)])
             finished = db.one(q.LIVE_LEFT, entity_id=entity_id) is None
             if finished:
                 db.execute(
@@ -282,106 +263,12 @@ class SqlMetadataStore:
                 )
         return CascadeBatch(archived=len(archived), finished=finished)
 
-    # -- outbox --------------------------------------------------------------
-
-    def append_events(self, events: Sequence[OutboxEvent]) -> None:
-        if not events:
-            return
-        with self._transaction("append_events") as db:
-            _insert_events(db, events)
-
-    def claim_outbox(
-        self, destinations: Sequence[Destination], limit: int, now: datetime, lease_seconds: float
-    ) -> list[OutboxRow]:
-        if not destinations or limit < 1:
-            return []
-        with self._statement("claim_outbox") as db:
-            rows = db.all(
-                q.CLAIM_OUTBOX,
-                destinations=[Destination(d) for d in destinations],
-                now=now,
-                limit=limit,
-                leased_until=now + timedelta(seconds=lease_seconds),
-            )
-        return sorted((outbox_row_from_row(row) for row in rows), key=lambda r: r.id)
-
-    def mark_delivered(self, row_ids: Sequence[int], at: datetime) -> None:
-        if not row_ids:
-            return
-        with self._statement("mark_delivered") as db:
-            for chunk in chunks(row_ids, MAX_IDS_PER_STATEMENT):
-                db.execute(q.MARK_DELIVERED, at=at, ids=list(chunk))
-
-    def mark_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
-        with self._statement("mark_failed") as db:
-            db.execute(q.MARK_FAILED, error=error, retry_at=retry_at, id=row_id)
-
-    def park(self, row_id: int, error: str, at: datetime) -> None:
-        """Set a row aside for good; its ``attempts`` count is left as it was."""
-        with self._statement("park") as db:
-            db.execute(q.PARK, at=at, error=error, id=row_id)
-
-    def prune_delivered(
-        self, destinations: Sequence[Destination], delivered_before: datetime, limit: int
-    ) -> int:
-        if not destinations or limit < 1:
-            return 0
-        with self._statement("prune_delivered") as db:
-            return db.execute(
-                q.PRUNE_DELIVERED,
-                before=delivered_before,
-                destinations=[Destination(d) for d in destinations],
-                limit=limit,
-            )
-
-    def parked_rows(self, limit: int) -> list[ParkedRow]:
-        if limit < 1:
-            return []
-        with self._reading("parked_rows") as db:
-            return [_parked(row) for row in db.all(q.PARKED, limit=limit)]
-
-    def requeue_parked(self, row_ids: Sequence[int]) -> list[ParkedRow]:
-        return self._change_parked("requeue_parked", q.REQUEUE, row_ids)
-
-    def drop_parked(self, row_ids: Sequence[int]) -> list[ParkedRow]:
-        return self._change_parked("drop_parked", q.DROP_PARKED, row_ids)
-
-    def _change_parked(self, operation: str, change: Q, row_ids: Sequence[int]) -> list[ParkedRow]:
-        """Apply ``change`` to those of ``row_ids`` that are parked; them, as they were."""
-        changed: list[ParkedRow] = []
-        with self._transaction(operation) as db:
-            for chunk in chunks(sorted(set(row_ids)), MAX_IDS_PER_STATEMENT):
-                rows = [_parked(row) for row in db.all(q.PARKED_BY_ID, ids=list(chunk))]
-                if rows:
-                    db.execute(change, ids=[parked.row.id for parked in rows])
-                changed += rows
-        return changed
-
-    def outbox_stats(self, destination: Destination) -> OutboxStats:
-        with self._reading("outbox_stats") as db:
-            row = db.one(q.OUTBOX_STATS, destination=Destination(destination))
-        if row is None:
-            raise StoreUnavailable("outbox_stats returned no row")
-        return OutboxStats(
-            pending=int(row["pending"]),
-            parked=int(row["parked"]),
-            oldest_pending_at=as_optional_datetime(row["oldest"]),
-        )
-
 
 def _load_document(db: Session, document_id: uuid.UUID, *, for_update: bool = False) -> Document:
     row = db.one(q.DOCUMENT_FOR_UPDATE if for_update else q.DOCUMENT, id=document_id)
     if row is None:
         raise DocumentNotFound(document_id)
     return document_from_row(row)
-
-
-def _parked(row: Row) -> ParkedRow:
-    parked_at = as_optional_datetime(row["parked_at"])
-    assert parked_at is not None, "only parked rows are read as ParkedRow"
-    return ParkedRow(
-        row=outbox_row_from_row(row), parked_at=parked_at, last_error=row["last_error"]
-    )
 
 
 def _oldest_twin(db: Session, **pair: object) -> uuid.UUID | None:
@@ -406,7 +293,3 @@ def _claim_hash(db: Session, doc: Document) -> None:
     unguarded = _oldest_twin(db, **pair)
     if unguarded is not None:
         raise DuplicateDocument(unguarded)
-
-
-def _insert_events(db: Session, events: Iterable[OutboxEvent]) -> None:
-    db.many(q.OUTBOX_INSERT, [event_values(event) for event in events])
