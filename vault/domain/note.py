@@ -89,6 +89,29 @@ def _b64decode(text: str) -> bytes | None:
         return None
 
 
+
+def _key_parts(parts: list[str], what: str) -> tuple[str, int, bytes]:
+    """A key string's name, declared id and decoded material, each checked for form."""
+    name, id_hex, key_b64 = parts
+    if not is_valid_key_name(name):
+        raise InvalidKey(f"{what} key name must be non-empty, without '+' or spaces")
+    declared = _parse_key_id(id_hex)
+    if declared is None:
+        raise InvalidKey(f"{what} key id is not 8 lowercase hex digits")
+    material = _b64decode(key_b64)
+    if not material:
+        raise InvalidKey(f"{what} key material is not base64")
+    return name, declared, material
+
+
+def _ed25519_bytes(material: bytes, what: str) -> bytes:
+    """The 32 key bytes after the signature type byte, which must say Ed25519."""
+    if material[0] != SIGNATURE_TYPE_ED25519:
+        raise InvalidKey(f"{what} key has unknown signature type 0x{material[0]:02x}")
+    if len(material) != 1 + _ED25519_KEY_SIZE:
+        raise InvalidKey(f"{what} key has the wrong length for Ed25519")
+    return material[1:]
+
 def _parse_key_id(text: str) -> int | None:
     if len(text) != 8 or any(c not in _HEX_DIGITS for c in text):
         return None
@@ -116,23 +139,11 @@ class Verifier:
         parts = vkey.strip().split("+", 2) if vkey.strip() == vkey else []
         if len(parts) != 3:
             raise InvalidKey("verifier key is not <name>+<hex id>+<base64 key>")
-        name, id_hex, key_b64 = parts
-        if not is_valid_key_name(name):
-            raise InvalidKey("verifier key name must be non-empty, without '+' or spaces")
-        declared = _parse_key_id(id_hex)
-        if declared is None:
-            raise InvalidKey("verifier key id is not 8 lowercase hex digits")
-        material = _b64decode(key_b64)
-        if not material:
-            raise InvalidKey("verifier key material is not base64")
+        name, declared, material = _key_parts(parts, "verifier")
         digest = hashlib.sha256(name.encode() + b"\n" + material).digest()
         if int.from_bytes(digest[:4], "big") != declared:
             raise InvalidKey("verifier key id does not match its name and key")
-        if material[0] != SIGNATURE_TYPE_ED25519:
-            raise InvalidKey(f"verifier key has unknown signature type 0x{material[0]:02x}")
-        if len(material) != 1 + _ED25519_KEY_SIZE:
-            raise InvalidKey("verifier key has the wrong length for Ed25519")
-        return cls(name=name, key_id=declared, public_key=material[1:])
+        return cls(name=name, key_id=declared, public_key=_ed25519_bytes(material, "verifier"))
 
     def format(self) -> str:
         material = bytes([SIGNATURE_TYPE_ED25519]) + self.public_key
@@ -169,20 +180,9 @@ class Signer:
         parts = skey[len(_PRIVATE_PREFIX):].split("+", 2)
         if len(parts) != 3:
             raise InvalidKey("signer key is not PRIVATE+KEY+<name>+<hex id>+<base64 key>")
-        name, id_hex, key_b64 = parts
-        if not is_valid_key_name(name):
-            raise InvalidKey("signer key name must be non-empty, without '+' or spaces")
-        declared = _parse_key_id(id_hex)
-        if declared is None:
-            raise InvalidKey("signer key id is not 8 lowercase hex digits")
-        material = _b64decode(key_b64)
-        if not material:
-            raise InvalidKey("signer key material is not base64")
-        if material[0] != SIGNATURE_TYPE_ED25519:
-            raise InvalidKey(f"signer key has unknown signature type 0x{material[0]:02x}")
-        if len(material) != 1 + _ED25519_KEY_SIZE:
-            raise InvalidKey("signer key has the wrong length for Ed25519")
-        signer = cls.from_key(name, Ed25519PrivateKey.from_private_bytes(material[1:]))
+        name, declared, material = _key_parts(parts, "signer")
+        seed = _ed25519_bytes(material, "signer")
+        signer = cls.from_key(name, Ed25519PrivateKey.from_private_bytes(seed))
         if signer.key_id != declared:
             raise InvalidKey("signer key id does not match its name and key")
         return signer
