@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench soak fuzz clean tools
+.PHONY: serve test lint bench bench-ledger soak fuzz clean tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -30,6 +30,12 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m ops.bench $(BENCH_ARGS)
+
+# The ledger's figures: integration rate (SQLite, PostgreSQL), receipts and
+# consistency proofs at 1,000,000 leaves, proof sizes, and 32-client uploads
+# against BASELINE_SRC (a checkout of an earlier release) when it is set.
+bench-ledger: $(VENV)/.installed
+	$(BIN)/python -m ops.bench ledger $(if $(BASELINE_SRC),--baseline-src $(BASELINE_SRC)) $(BENCH_ARGS)
 
 soak: $(VENV)/.installed
 	$(BIN)/python -m ops.soak $(SOAK_ARGS)

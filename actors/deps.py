@@ -7,6 +7,7 @@ from typing import ParamSpec, TypeVar
 
 import attrs
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vault.config import Settings
 from vault.domain.events import Destination
@@ -28,6 +29,8 @@ class Backends:
     store: MetadataStore
     blobs: BlobStore
     sinks: dict[Destination, EventSink]
+    ledger_key: Ed25519PrivateKey = attrs.field(factory=Ed25519PrivateKey.generate, repr=False)
+    """Signs the ledger's checkpoints (``vault.wiring.ledger_signing_key`` in service)."""
     db_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
     blob_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
     sink_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(4))

@@ -6,12 +6,13 @@ can take messages; the HTTP port opens after that.
 
 Shutdown order (``Vault.stop``): producers first (poller, upload, verifier,
 archiver) finish what they hold, then the publishers drain the outbox one
-last time; whatever is still running when the grace period ends is
-cancelled.
+last time and the ledger integrates and signs what is left; whatever is
+still running when the grace period ends is cancelled.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,10 +23,12 @@ import trio
 from actors.access import Authorizer, MatrixAuthorizer, ServiceAuthorizer
 from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
+from actors.ledger import Integrate, LedgerActor, LogIdentity, LogState, Publish
+from actors.log_reads import LogReads
 from actors.poller import EntityDeletionPoller, PollRequest
 from actors.publisher import Nudge, PublisherActor, PublishPolicy
 from actors.reads import Reads
-from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, supervise
+from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, ask, supervise
 from actors.upload import StoreDocument, UploadActor
 from actors.verifier import VerifierActor, VerifyDocument
 from vault.config import Settings
@@ -45,6 +48,11 @@ class Sizing:
     archiver_mailbox: int = 64
     archiver_concurrency: int = 4
     publisher_mailbox: int = 1
+    ledger_mailbox: int = 64
+    ledger_batch: int = 256
+    """Leaves integrated a transaction."""
+    ledger_publish_wait: float = 5.0
+    """How long a verification waits for room in the ledger's mailbox to ask for a checkpoint."""
     poller_mailbox: int = 1
     permission_lookups: int = 10
     """Calls to the permissions service in flight at once (threads and connections)."""
@@ -63,7 +71,10 @@ class Vault:
     audit_publisher: PublisherActor
     alerter: PublisherActor
     poller: Mailbox[PollRequest]
+    ledger: Mailbox[Integrate | Publish]
+    log: LogIdentity
     reads: Reads
+    log_reads: LogReads
     _done: dict[str, trio.Event] = attrs.field(factory=dict)
     _cancel: trio.CancelScope | None = None
 
@@ -76,6 +87,7 @@ class Vault:
             self.audit_publisher.mailbox,
             self.alerter.mailbox,
             self.poller,
+            self.ledger,
         ]
 
     def health(self) -> list[ActorHealth]:
@@ -93,7 +105,7 @@ class Vault:
             stages: tuple[list[Mailbox[Any]], ...] = (
                 [self.poller],
                 [self.upload, self.verifier, self.archiver],
-                [self.audit_publisher.mailbox, self.alerter.mailbox],
+                [self.audit_publisher.mailbox, self.alerter.mailbox, self.ledger],
             )
             for stage in stages:
                 for mailbox in stage:
@@ -143,6 +155,21 @@ async def run_vault(
         (Destination.INTEGRITY_ALERTS,),
         publish,
     )
+    identity = await LogIdentity.load(backends)
+    ledger_mailbox = Mailbox[Integrate | Publish]("ledger", sizing.ledger_mailbox)
+    ledger = LedgerActor(
+        ledger_mailbox, backends, identity,
+        interval=settings.ledger_checkpoint_interval_seconds, batch_size=sizing.ledger_batch,
+    )
+
+    def committed() -> None:
+        audit_publisher.nudge()
+        ledger.nudge()
+
+    async def sign_now() -> LogState:
+        deadline = trio.current_time() + sizing.ledger_publish_wait
+        return await ask(ledger_mailbox, Publish, deadline=deadline, returns=LogState)
+
     vault = Vault(
         backends=backends,
         upload=Mailbox("upload", sizing.upload_mailbox),
@@ -151,19 +178,22 @@ async def run_vault(
         audit_publisher=audit_publisher,
         alerter=alerter,
         poller=Mailbox("entity_deletion_poller", sizing.poller_mailbox),
+        ledger=ledger_mailbox,
+        log=identity,
         reads=Reads(backends, committed=audit_publisher.nudge),
+        log_reads=LogReads(
+            backends, retry_after=max(1, math.ceil(settings.ledger_checkpoint_interval_seconds))
+        ),
     )
     upload = UploadActor(
-        vault.upload, backends, concurrency=sizing.upload_concurrency,
-        committed=audit_publisher.nudge,
+        vault.upload, backends, concurrency=sizing.upload_concurrency, committed=committed,
     )
     verifier = VerifierActor(
         vault.verifier, backends, concurrency=sizing.verifier_concurrency,
-        committed=audit_publisher.nudge, alerted=alerter.nudge,
+        committed=committed, alerted=alerter.nudge, publish=sign_now, verifier=identity.verifier,
     )
     archiver = ArchiverActor(
-        vault.archiver, backends, concurrency=sizing.archiver_concurrency,
-        committed=audit_publisher.nudge,
+        vault.archiver, backends, concurrency=sizing.archiver_concurrency, committed=committed,
     )
     poller = EntityDeletionPoller(vault.poller, vault.archiver, settings)
 
@@ -172,6 +202,7 @@ async def run_vault(
         order: list[tuple[Mailbox[Any], Callable[..., Awaitable[None]]]] = [
             (audit_publisher.mailbox, audit_publisher.run),
             (alerter.mailbox, alerter.run),
+            (ledger_mailbox, ledger.run),
             (vault.upload, upload.run),
             (vault.verifier, verifier.run),
             (vault.archiver, archiver.run),

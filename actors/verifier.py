@@ -1,9 +1,13 @@
 """The verifier actor: re-hash a stored document and record what it found.
 
 It reads the bytes a download would serve now and hashes them as a
-stream, reads the ledger entry the document cites and the one before it,
-and lets ``vault.domain.lifecycle.conclude`` judge. A mismatch is recorded,
-announced and alerted, never a 5xx.
+stream, reads what the log holds on the document's registration
+(``log_reads.evidence_for``: the ``registered`` leaf, the latest signed
+checkpoint, the leaf's proof from the tiles) and lets
+``vault.domain.lifecycle.conclude`` judge. A document uploaded a moment ago
+may not be under a checkpoint yet: the verifier then asks the ledger actor
+to integrate and sign at once (``Publish``) and reads again. A mismatch is
+recorded with its leaf, announced and alerted, never a 5xx.
 
 Backpressure: ``concurrency`` re-hashes at a time; the rest wait in the
 mailbox, and HTTP callers wait in ``ask``.
@@ -12,7 +16,7 @@ mailbox, and HTTP callers wait in ``ask``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import attrs
@@ -21,12 +25,14 @@ import trio
 from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
+from actors.log_reads import evidence_for
 from actors.runtime import Mailbox, Reply, respond, serve_mailbox
 from vault.domain.errors import BlobUnreadable
 from vault.domain.events import verification_events
 from vault.domain.lifecycle import Verdict, conclude
-from vault.domain.models import Actor, Document, LedgerEntry, utcnow
-from vault.ports import BlobStore, MetadataStore
+from vault.domain.models import Actor, Document, utcnow
+from vault.domain.note import Verifier
+from vault.ports import BlobStore
 
 log = structlog.get_logger("vault.verifier")
 
@@ -53,18 +59,6 @@ def rehash(blobs: BlobStore, key: str, version_id: str | None) -> str | None:
     return digest.hexdigest()
 
 
-def ledger_entries(
-    store: MetadataStore, doc: Document
-) -> tuple[LedgerEntry | None, LedgerEntry | None]:
-    """The ledger entry ``doc`` cites and the one before it (None where there is none)."""
-    if doc.on_chain_reference is None:
-        return None, None
-    entry = store.ledger_entry(doc.on_chain_reference)
-    if entry is None:
-        return None, None
-    return entry, store.ledger_predecessor(entry)
-
-
 class VerifierActor:
     name = "verifier"
 
@@ -76,9 +70,13 @@ class VerifierActor:
         concurrency: int,
         committed: Callable[[], None],
         alerted: Callable[[], None],
+        publish: Callable[[], Awaitable[object]],
+        verifier: Verifier,
     ) -> None:
         self.mailbox = mailbox
         self.backends = backends
+        self.publish = publish
+        self.log_verifier = verifier
         self.concurrency = concurrency
         self.committed = committed
         self.alerted = alerted
@@ -102,6 +100,7 @@ class VerifierActor:
             lambda: store.record_verification(
                 doc.id,
                 status=verdict.status,
+                calculated_hash=verdict.calculated_hash,
                 verified_by=actor.id,
                 verified_at=at,
                 events=lambda _: verification_events(
@@ -130,5 +129,9 @@ class VerifierActor:
         calculated = await self.backends.in_blobs(
             rehash, self.backends.blobs, doc.storage_key, None
         )
-        entry, predecessor = await self.backends.in_db(ledger_entries, self.backends.store, doc)
-        return conclude(doc, calculated, entry, predecessor)
+        store = self.backends.store
+        evidence = await self.backends.in_db(evidence_for, store, doc)
+        if evidence.leaf is not None and not evidence.under_checkpoint:
+            await self.publish()
+            evidence = await self.backends.in_db(evidence_for, store, doc)
+        return conclude(doc, calculated, evidence, self.log_verifier)

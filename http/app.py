@@ -21,6 +21,7 @@ from vault.domain.errors import VaultError
 from .body import BoundedHTTPConnection, BoundedRequest
 from .documents import api
 from .identity import IdentityProvider
+from .ledger import ledger_api
 from .metrics import Metrics
 from .operator import operator
 from .problems import from_http_exception, from_vault_error, internal_error
@@ -55,6 +56,7 @@ def create_app(
     )
     app.register_blueprint(uploads)
     app.register_blueprint(api)
+    app.register_blueprint(ledger_api)
     app.register_blueprint(operator)
 
     @app.before_request

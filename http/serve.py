@@ -43,7 +43,8 @@ def build_backends(settings: Settings) -> tuple[Backends, UrlSigner | None]:
     """The adapters the configuration asks for, ready for the actors. Blocks."""
     adapters = open_adapters(settings)
     backends = Backends(
-        settings=settings, store=adapters.store, blobs=adapters.blobs, sinks=adapters.sinks
+        settings=settings, store=adapters.store, blobs=adapters.blobs, sinks=adapters.sinks,
+        ledger_key=adapters.ledger_key,
     )
     return backends, adapters.signer
 

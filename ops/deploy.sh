@@ -15,7 +15,8 @@ Required:  CLUSTER, and SERVICE (service) or SUBNET_IDS and SECURITY_GROUP_IDS
            (run-task; comma-separated; SUBNET_ID / SECURITY_GROUP_ID also work),
            and the template's: IMAGE_URI, AWS_REGION, ENVIRONMENT, LOG_GROUP_NAME,
            ECS_EXECUTION_ROLE_ARN, ECS_TASK_ROLE_ARN, DATABASE_URL_SECRET_ARN,
-           JWT_PUBLIC_KEY_SECRET_ARN, DOCUMENT_VAULT_BUCKET, AWS_S3_KMS_KEY_ID
+           JWT_PUBLIC_KEY_SECRET_ARN, LEDGER_SIGNING_KEY_SECRET_ARN,
+           DOCUMENT_VAULT_BUCKET, AWS_S3_KMS_KEY_ID
 Optional:  every other variable of .env.example (unset: the service's default),
            TASK_FAMILY (document-vault), TASK_CPU (1024), TASK_MEMORY (2048),
            CPU_ARCHITECTURE (X86_64 or ARM64), ASSIGN_PUBLIC_IP (DISABLED; run-task),

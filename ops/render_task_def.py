@@ -51,6 +51,7 @@ REQUIRED: tuple[str, ...] = (
     "ECS_TASK_ROLE_ARN",
     "DATABASE_URL_SECRET_ARN",
     "JWT_PUBLIC_KEY_SECRET_ARN",
+    "LEDGER_SIGNING_KEY_SECRET_ARN",
     # A task's disk goes with the task: documents live in S3 on ECS.
     "DOCUMENT_VAULT_BUCKET",
     "AWS_S3_KMS_KEY_ID",
@@ -92,6 +93,8 @@ DEFAULTS: dict[str, str] = {
     "JWT_ISSUER": "",
     "JWT_AUDIENCE": "",
     "PRESIGNED_URL_EXPIRATION_SECONDS": "",
+    "LEDGER_ORIGIN": "",
+    "LEDGER_CHECKPOINT_INTERVAL_SECONDS": "",
     "BLOCKCHAIN_ENDPOINT_URL": "",
 }
 

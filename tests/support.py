@@ -23,7 +23,13 @@ def pdf_bytes(size: int = 64, *, seed: bytes | None = None) -> bytes:
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"environment": "test", "vault_data_dir": data_dir}
+    # Checkpoints are signed when asked (a verification, Publish) and at start
+    # and stop, not on a timer: what a test sees of the log is what it did.
+    values: dict[str, Any] = {
+        "environment": "test",
+        "vault_data_dir": data_dir,
+        "ledger_checkpoint_interval_seconds": 3600.0,
+    }
     values.update(overrides)
     return Settings(**values)
 

@@ -1,7 +1,30 @@
-"""The ``vault`` command: ``serve``, ``migrate``, ``check-config``, ``outbox``.
+"""The ``vault`` command: ``serve``, ``migrate``, ``check-config``, ``outbox``,
+``ledger key``, ``receipt verify``, ``ledger consistency`` and ``ledger monitor``.
 
-A bad configuration value ends any command with one line naming the
-variable and exit code 2; no traceback.
+``ledger key`` prints the verifier key string of the service's checkpoints
+(what auditors are given to check receipts with): it reads the
+configuration, and the database for the log id unless ``LEDGER_ORIGIN``
+is set.
+
+A bad configuration value ends any command that reads the configuration
+with one line naming the variable and exit code 2; no traceback.
+
+``receipt`` and the other ``ledger`` commands read no configuration and open no database, so
+a broken environment does not touch them; they run before the settings are
+read. ``receipt verify RECEIPT [--file PATH] --key KEY`` checks a receipt
+(the receipt route's JSON or the bare tlog-proof text): the checkpoint's
+signature by KEY (a verifier key string, or a file holding one), the
+inclusion proof, and with ``--file`` that the file's SHA-256 is the leaf's.
+``ledger consistency OLD NEW --proof PROOF --key KEY`` checks that the
+signed checkpoint in NEW extends the one in OLD, PROOF holding the
+consistency route's JSON. ``ledger monitor --url BASE --key KEY --state
+FILE`` fetches the service's latest checkpoint, checks it against the one
+saved in FILE and only then replaces FILE (see ``vault.offline_monitor``).
+They exit 0 when every check passes, 1 with one ``invalid: …`` line naming
+the check that failed, 2 with one ``vault: …`` line when the input cannot
+be checked (a missing file, JSON that does not parse, a bad key, a network
+error). The ``ok`` and ``invalid`` lines go to standard output, the ``vault:``
+lines to standard error.
 
 ``serve`` runs the HTTP layer, which sits above this module in the
 dependency order: it is found through the ``document_vault.server`` entry
@@ -22,13 +45,19 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vault.config import Settings
 from vault.domain.errors import ConfigError, DependencyUnavailable
 from vault.ports import ParkedRow
 
+if TYPE_CHECKING:
+    from vault.domain.note import Verifier
+
 SERVER_ENTRY_POINTS = "document_vault.server"
+OFFLINE_COMMANDS = frozenset({"receipt", "ledger"})
+"""Commands that run before, and without, the configuration."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config", help="print the effective configuration (secrets masked) and exit"
     )
     _add_outbox_commands(commands)
+    _add_receipt_commands(commands)
+    _add_ledger_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in OFFLINE_COMMANDS and getattr(args, "ledger_command", None) != "key":
+        return _offline(args)
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
@@ -68,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "outbox":
             return _outbox(settings, args)
+        if args.command == "ledger":
+            print(_verifier_key(settings))
+            return 0
 
         run = _server()
         if run is None:
@@ -106,6 +142,104 @@ def _add_outbox_commands(commands: Any) -> None:
     drop = actions.add_parser("drop", help="delete parked events for good (logged)")
     drop.add_argument("ids", type=_positive, nargs="+", metavar="ID")
     drop.add_argument("--reason", required=True, type=_reason, help="why, for the audit log")
+
+
+def _add_receipt_commands(commands: Any) -> None:
+    receipt = commands.add_parser("receipt", help="check a document's ledger receipt offline")
+    actions = receipt.add_subparsers(dest="receipt_command", required=True)
+    verify = actions.add_parser("verify", help="check a receipt's signature and inclusion proof")
+    verify.add_argument("receipt", type=Path, metavar="RECEIPT",
+                        help="the receipt route's JSON, or a tlog-proof")
+    verify.add_argument("--file", type=Path, metavar="PATH",
+                        help="also check that this file's SHA-256 is the leaf's")
+    verify.add_argument("--key", required=True, metavar="KEY",
+                        help="the log's verifier key, or a file holding it")
+
+
+def _add_ledger_commands(commands: Any) -> None:
+    ledger = commands.add_parser("ledger", help="check the ledger's checkpoints")
+    actions = ledger.add_subparsers(dest="ledger_command", required=True)
+    _add_ledger_consistency(actions)
+    _add_ledger_monitor(actions)
+    actions.add_parser("key", help="print the verifier key of this service's checkpoints")
+
+
+def _verifier_key(settings: Settings) -> str:
+    """The verifier key string: ``LEDGER_ORIGIN`` (or the log id in the database) and the
+    public half of the signing key."""
+    from vault.domain.log import origin_for
+    from vault.domain.note import Signer
+    from vault.wiring import ledger_signing_key, open_metadata_store
+
+    key = ledger_signing_key(settings)
+    origin = settings.ledger_origin
+    if origin is None:
+        store = open_metadata_store(settings)
+        try:
+            origin = origin_for(None, store.ledger_head().log_id)
+        finally:
+            store.close()
+    return Signer.from_key(origin, key).verifier().format()
+
+
+def _add_ledger_consistency(actions: Any) -> None:
+    consistency = actions.add_parser(
+        "consistency", help="check offline that checkpoint NEW extends checkpoint OLD"
+    )
+    consistency.add_argument("old", type=Path, metavar="OLD", help="a signed checkpoint")
+    consistency.add_argument("new", type=Path, metavar="NEW", help="a later signed checkpoint")
+    consistency.add_argument("--proof", type=Path, required=True, metavar="PROOF",
+                             help="the consistency route's JSON")
+    consistency.add_argument("--key", required=True, metavar="KEY",
+                             help="the log's verifier key, or a file holding it")
+
+
+def _add_ledger_monitor(actions: Any) -> None:
+    monitor = actions.add_parser(
+        "monitor", help="fetch the latest checkpoint and check it extends the saved one"
+    )
+    monitor.add_argument("--url", required=True, metavar="BASE",
+                         help="the service's scheme://host:port")
+    monitor.add_argument("--key", required=True, metavar="KEY",
+                         help="the log's verifier key, or a file holding it")
+    monitor.add_argument("--state", type=Path, required=True, metavar="FILE",
+                         help="the last checkpoint that passed; replaced only when all checks do")
+
+
+def _offline(args: argparse.Namespace) -> int:
+    """Run a ``receipt`` or ``ledger`` command: one line out, exit 0, 1 or 2."""
+    from vault import offline
+
+    try:
+        verifier = offline.load_verifier(args.key)
+        if args.command == "receipt":
+            text = offline.read_text(args.receipt, "receipt")
+            line = offline.verify_receipt(text, verifier, args.file)
+        elif args.ledger_command == "consistency":
+            line = offline.verify_consistency_files(args.old, args.new, args.proof, verifier)
+        else:
+            line = _monitor(args, verifier)
+    except offline.CheckFailed as exc:
+        print(_one_line(exc.line), file=sys.stdout if exc.code == offline.INVALID else sys.stderr)
+        return exc.code
+    except (OSError, ValueError) as exc:
+        print(f"vault: {_one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
+        return offline.UNUSABLE
+    print(line)
+    return 0
+
+
+def _monitor(args: argparse.Namespace, verifier: Verifier) -> str:
+    from vault.adapters.ledger_client import LedgerClient
+    from vault.offline import unusable
+    from vault.offline_monitor import monitor
+
+    try:
+        client = LedgerClient(args.url)
+    except DependencyUnavailable as exc:
+        raise unusable(exc.detail) from None
+    with client:
+        return monitor(client, verifier, args.state)
 
 
 def _outbox(settings: Settings, args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import attrs
 
 from vault.domain.errors import ConfigError
 from vault.domain.models import Role
+from vault.domain.note import is_valid_key_name, load_signing_key
 from vault.domain.tokens import load_verification_key
 
 T = TypeVar("T")
@@ -89,6 +90,12 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     presigned_url_expiration_seconds: int = 900
+    # The verifiable ledger
+    ledger_origin: str | None = None
+    """None: ``document-vault.local/<log id>``, the log id kept in the database."""
+    ledger_signing_key: str | None = attrs.field(default=None, repr=False)
+    """An Ed25519 private key (PEM); None: a key file under VAULT_DATA_DIR (local/test)."""
+    ledger_checkpoint_interval_seconds: float = 1.0
     # Blockchain (the ledger stands in for it)
     blockchain_endpoint_url: str | None = None
     # ECS deployment (read by ops/ scripts; listed so check-config shows them)
@@ -169,6 +176,11 @@ class Settings:
             presigned_url_expiration_seconds=r.integer(
                 "PRESIGNED_URL_EXPIRATION_SECONDS", 900, low=1, high=MAX_URL_EXPIRY_SECONDS
             ),
+            ledger_origin=r.key_name("LEDGER_ORIGIN"),
+            ledger_signing_key=r.text("LEDGER_SIGNING_KEY"),
+            ledger_checkpoint_interval_seconds=r.number(
+                "LEDGER_CHECKPOINT_INTERVAL_SECONDS", 1.0, low=0.01, high=3600.0
+            ),
             blockchain_endpoint_url=r.url("BLOCKCHAIN_ENDPOINT_URL"),
             log_group_name=r.text("LOG_GROUP_NAME"),
             ecs_execution_role_arn=r.text("ECS_EXECUTION_ROLE_ARN"),
@@ -187,6 +199,14 @@ class Settings:
             )
         if self.jwt_public_key is not None:
             load_verification_key(self.jwt_public_key)  # ConfigError naming JWT_PUBLIC_KEY
+        if self.environment not in ("local", "test") and self.ledger_signing_key is None:
+            raise ConfigError(
+                "LEDGER_SIGNING_KEY",
+                f"required when ENVIRONMENT={self.environment} (a key file under"
+                " VAULT_DATA_DIR is only made in local and test)",
+            )
+        if self.ledger_signing_key is not None:
+            load_signing_key(self.ledger_signing_key, "LEDGER_SIGNING_KEY")
         if not self.epr_mock_mode and self.epr_service_url is None:
             raise ConfigError("EPR_SERVICE_URL", "required when EPR_MOCK_MODE=false")
         if self.document_vault_bucket is not None and self.aws_s3_kms_key_id is None:
@@ -209,7 +229,7 @@ _ENV_NAMES: dict[str, str] = {
     field.name.upper(): field.name for field in attrs.fields(Settings)
 }
 
-_SECRET_NAMES = {"AWS_SECRET_ACCESS_KEY"}
+_SECRET_NAMES = {"AWS_SECRET_ACCESS_KEY", "LEDGER_SIGNING_KEY"}
 
 
 def _show(name: str, value: Any) -> str:
@@ -296,6 +316,15 @@ class _Reader:
         if value is not None:
             self._check_range(name, value, low, high)
         return value
+
+    def key_name(self, name: str) -> str | None:
+        """A signed-note key name: the log's origin (no spaces, no ``+``)."""
+        raw = self.text(name)
+        if raw is not None and not is_valid_key_name(raw):
+            raise ConfigError(
+                name, f"{raw!r} is not a valid key name (printable, no spaces or '+')"
+            )
+        return raw
 
     def number(self, name: str, default: float, *, low: float, high: float) -> float:
         value = self._parsed(name, default, float, "a number")

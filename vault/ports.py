@@ -18,6 +18,7 @@ from uuid import UUID
 import attrs
 
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.log import Integration, SignedCheckpoint, StoredLeaf, TileKey, TreeHead
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
 
 EventsFor = Callable[[Document], Sequence[OutboxEvent]]
@@ -80,8 +81,9 @@ class MetadataStore(Protocol):
     ) -> Document:
         """Register ``doc`` in one transaction and return it as stored.
 
-        Appends the ledger entry (``on_chain_reference`` is set from it),
-        inserts the row, and writes ``events(stored_doc)`` to the outbox.
+        Writes the pending ``registered`` leaf (``on_chain_reference`` is
+        ``0x`` and its leaf hash), inserts the row, and writes
+        ``events(stored_doc)`` to the outbox.
         With ``unique_hash`` a database-level guard rejects a second
         non-archived document with the same (entity_id, sha256_hash), even
         from another process: ``DuplicateDocument(existing_id)``.
@@ -105,10 +107,41 @@ class MetadataStore(Protocol):
         """Up to ``limit`` documents, newest first (created_at desc, id desc)."""
 
     def ledger_entry(self, reference: str) -> LedgerEntry | None:
-        """The ledger entry a document's ``on_chain_reference`` names."""
+        """The hash-chain entry (the release before the log) a reference names."""
 
     def ledger_predecessor(self, entry: LedgerEntry) -> LedgerEntry | None:
         """The entry just before ``entry`` in the chain (None for the first)."""
+
+    # -- the verifiable log ------------------------------------------------
+
+    def ledger_head(self) -> TreeHead:
+        """The integrated tree: its size, right edge and log id."""
+
+    def pending_leaves(self) -> int:
+        """How many leaves wait to be integrated."""
+
+    def integrate_leaves(self, limit: int, at: datetime) -> Integration:
+        """Give up to ``limit`` pending leaves their indexes, oldest first, in one transaction.
+
+        Extends the tiles and the tree's edge with them; serialised with
+        every other integration, also across processes.
+        """
+
+    def ledger_tiles(self, keys: Sequence[TileKey]) -> dict[TileKey, bytes]:
+        """The stored hash tiles among ``keys`` (each as it is now: a tile only grows)."""
+
+    def ledger_leaves(self, start: int, end: int) -> list[bytes]:
+        """The integrated leaves with indexes ``[start, end)``, in order."""
+
+    def registered_leaf(self, document_id: UUID) -> StoredLeaf | None:
+        """The document's ``registered`` leaf, pending or integrated."""
+
+    def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        """Keep a signed checkpoint (one per tree size; a second of a size is ignored)."""
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None: ...
+
+    def checkpoint_at(self, size: int) -> SignedCheckpoint | None: ...
 
     def record_verification(
         self,
@@ -117,13 +150,15 @@ class MetadataStore(Protocol):
         status: DocumentStatus,
         verified_by: UUID | None,
         verified_at: datetime,
+        calculated_hash: str | None,
         events: EventsFor,
     ) -> Document:
-        """Set the verification outcome and write its events, in one transaction.
+        """Set the verification outcome and write its leaf and events, in one transaction.
 
         ``status`` is ``verified`` or ``mismatch``; an archived document keeps
         ``archived`` (verification never un-archives) but still records
-        ``verified_by`` and ``hash_verified_at``.
+        ``verified_by`` and ``hash_verified_at``. The leaf is ``verified``
+        with the recorded hash, or ``mismatch`` with ``calculated_hash``.
         """
 
     def archive_document(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vault.adapters.aws.clients import aws_client
 from vault.adapters.aws.sinks import SnsSink, SqsSink
@@ -25,6 +26,7 @@ from vault.adapters.stores.sqlite import SQLiteMetadataStore
 from vault.config import Settings
 from vault.domain.errors import ConfigError
 from vault.domain.events import Destination
+from vault.domain.note import load_signing_key
 from vault.ports import BlobStore, EventSink, MetadataStore
 
 
@@ -37,6 +39,8 @@ class Adapters:
     sinks: dict[Destination, EventSink]
     signer: UrlSigner | None
     """Set when this service serves its blob store's signed URLs itself (the embedded default)."""
+    ledger_key: Ed25519PrivateKey
+    """The key that signs the ledger's checkpoints."""
 
 
 def open_adapters(settings: Settings) -> Adapters:
@@ -53,7 +57,20 @@ def open_adapters(settings: Settings) -> Adapters:
         blobs=blobs,
         sinks=event_sinks(settings),
         signer=signer if isinstance(blobs, LocalBlobStore) else None,
+        ledger_key=ledger_signing_key(settings),
     )
+
+
+def ledger_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """``LEDGER_SIGNING_KEY``, or the key file under ``VAULT_DATA_DIR`` (made on first start).
+
+    The file holds the key's 32-byte seed, mode 0600; outside ``local`` and
+    ``test`` the settings already insist on the variable.
+    """
+    if settings.ledger_signing_key is not None:
+        return load_signing_key(settings.ledger_signing_key, "LEDGER_SIGNING_KEY")
+    seed = load_or_create_key(settings.vault_data_dir / "keys" / "ledger-signing.key")
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def check_size_limit(settings: Settings, store: MetadataStore) -> None:

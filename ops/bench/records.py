@@ -170,3 +170,135 @@ class Report:
     verdicts: tuple[Verdict, ...]
     backends: Backends | None = None
     notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- ledger
+
+LedgerOutcome = Literal["met", "NOT met", "not measured"]
+
+
+@attrs.frozen
+class IntegrationRate:
+    """``integrate_leaves`` over a store's pending leaves, ``batch`` at a time."""
+
+    store: str  # "sqlite" or "postgresql"
+    leaves: int
+    batch: int
+    batches: int
+    fill_s: float  # writing the pending leaves (not part of the rate)
+    integrate_s: float
+
+    @property
+    def leaves_per_s(self) -> float | None:
+        return self.leaves / self.integrate_s if self.integrate_s > 0 else None
+
+
+@attrs.frozen
+class Latency:
+    """Percentiles of one blocking call, in seconds."""
+
+    samples: int
+    p50_s: float | None
+    p99_s: float | None
+    max_s: float | None
+
+
+@attrs.frozen
+class Spread:
+    """Smallest, median and largest of a figure over the samples."""
+
+    low: int
+    median: float
+    high: int
+
+
+@attrs.frozen
+class ProofSizes:
+    """What a receipt and a consistency proof weigh at the tree's size."""
+
+    inclusion_hashes: Spread
+    inclusion_bytes: Spread
+    tlog_proof_bytes: Spread
+    receipt_json_bytes: Spread
+    consistency_hashes: Spread
+    checkpoint_bytes: int  # the signed note
+
+
+@attrs.frozen
+class TreeBench:
+    """A tree built through the store's batch path, then receipts and proofs under it."""
+
+    leaves: int
+    batch: int
+    insert_s: float  # writing the leaves pending
+    integrate_s: float
+    receipt: Latency  # actors.log_reads._receipt
+    receipt_with_json: Latency  # the same, plus the tlog-proof and the route's JSON
+    consistency: Latency  # actors.log_reads._consistency
+    sizes: ProofSizes
+
+    @property
+    def build_s(self) -> float:
+        return self.insert_s + self.integrate_s
+
+    @property
+    def build_leaves_per_s(self) -> float | None:
+        return self.leaves / self.build_s if self.build_s > 0 else None
+
+
+@attrs.frozen
+class UploadSide:
+    """Rounds of the small-upload phase against one server; the summary is their median."""
+
+    label: str  # "current" or "baseline"
+    source: str  # the source tree the server ran from
+    imported: str  # where its ``vault`` package was imported from
+    rounds: tuple[Stats, ...]
+
+    def _median(self, values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return float(sorted(known)[(len(known) - 1) // 2]) if known else None
+
+    @property
+    def rps(self) -> float | None:
+        return self._median([s.rps for s in self.rounds])
+
+    @property
+    def p50_s(self) -> float | None:
+        return self._median([s.p50_s for s in self.rounds])
+
+    @property
+    def p99_s(self) -> float | None:
+        return self._median([s.p99_s for s in self.rounds])
+
+    @property
+    def errors(self) -> int:
+        return sum(s.errors for s in self.rounds)
+
+
+@attrs.frozen
+class UploadComparison:
+    """The same upload phase against the current tree's server and a baseline's."""
+
+    clients: int
+    size_bytes: int
+    requests: int  # per round
+    current: UploadSide
+    baseline: UploadSide | None
+
+
+@attrs.frozen
+class LedgerVerdict:
+    name: str
+    status: LedgerOutcome
+    measured: str
+
+
+@attrs.frozen
+class LedgerReport:
+    machine: Machine
+    integration: tuple[IntegrationRate, ...]
+    tree: TreeBench | None
+    uploads: UploadComparison | None
+    verdicts: tuple[LedgerVerdict, ...]
+    notes: tuple[str, ...] = ()

@@ -38,15 +38,62 @@ def server_env(base: Mapping[str, str], overrides: Mapping[str, str | None]) -> 
     return env
 
 
-class SpawnedServer:
-    """``python -m vault serve`` in its own session, logging to a file."""
+def source_env(src: Path, folder: Path) -> dict[str, str | None]:
+    """Variables that make ``python -m vault`` import another source tree's packages.
 
-    def __init__(self, folder: Path, env: Mapping[str, str | None] | None = None) -> None:
+    ``PYTHONPATH`` puts ``src`` (``vault``, ``actors``) ahead of the venv's
+    editable install; ``vault_http`` (the tree's ``http/``) comes from a
+    folder made under ``folder`` holding only a link of that name, so the
+    HTTP layer is the same tree's too.
+    """
+    src = src.resolve()
+    if not (src / "vault" / "__init__.py").is_file() or not (src / "http").is_dir():
+        raise BenchError(f"{src} is not a Document Vault source tree (no vault/ and http/)")
+    shim = folder / "src-path"
+    shim.mkdir(parents=True, exist_ok=True)
+    link = shim / "vault_http"
+    if not link.exists():
+        link.symlink_to(src / "http", target_is_directory=True)
+    return {"PYTHONPATH": f"{src}{os.pathsep}{shim}"}
+
+
+def imported_from(env: Mapping[str, str | None], cwd: Path) -> str:
+    """Where ``vault``, ``actors`` and ``vault_http`` import from under env, run in cwd
+    as the server is (``python -m`` puts its working folder first on the path)."""
+    code = (
+        "import os, actors, vault, vault_http.app as a;"
+        " print(*(os.path.realpath(m.__file__) for m in (vault, actors, a)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=server_env(os.environ, env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"cannot import the server's packages: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
+
+
+class SpawnedServer:
+    """``python -m vault serve`` in its own session, logging to a file.
+
+    ``src``: run another source tree's server (``source_env``) with this venv.
+    """
+
+    def __init__(
+        self, folder: Path, env: Mapping[str, str | None] | None = None, src: Path | None = None
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "server.log"
         self.extra_env = dict(env or {})
+        if src is not None:
+            self.extra_env.update(source_env(src, folder))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -34,6 +34,8 @@ from vault.domain.errors import (
     FileTooLarge,
     InvalidFileType,
 )
+from vault.domain.leaf import Leaf, LeafKind
+from vault.domain.merkle import leaf_hash
 from vault.domain.models import Document, DocumentStatus
 from vault.domain.uploads import storage_key
 
@@ -73,14 +75,17 @@ class TestStoring:
         doc = await store_document(vault, pdf_bytes(100))
         assert await stored_row(vault, doc) == doc
 
-    async def test_the_ledger_registers_the_hash(self, vault: Vault) -> None:
-        """``on_chain_reference`` names a ledger entry for this document and hash."""
+    async def test_the_log_registers_the_hash(self, vault: Vault) -> None:
+        """``on_chain_reference`` is the leaf hash of a registered leaf naming this hash."""
         doc = await store_document(vault, pdf_bytes(100))
-        assert doc.on_chain_reference is not None
         store = vault.backends.store
-        entry = await vault.backends.in_db(store.ledger_entry, doc.on_chain_reference)
-        assert entry is not None
-        assert (entry.document_id, entry.sha256_hash) == (doc.id, doc.sha256_hash)
+        stored = await vault.backends.in_db(store.registered_leaf, doc.id)
+        assert stored is not None
+        assert doc.on_chain_reference == "0x" + leaf_hash(stored.leaf).hex()
+        leaf = Leaf.parse(stored.leaf)
+        assert (leaf.kind, leaf.document_id, leaf.sha256) == (
+            LeafKind.REGISTERED, doc.id, doc.sha256_hash
+        )
 
     async def test_an_upload_writes_a_document_event_and_an_audit_event(self, vault: Vault) -> None:
         """One ``document.uploaded`` document event and one audit event, with the request id."""

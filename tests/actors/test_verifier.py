@@ -22,6 +22,7 @@ from tests.actors.helpers import (
 from tests.support import pdf_bytes
 from vault.adapters.blobs.local import HEADER_SIZE
 from vault.domain.errors import DocumentNotFound
+from vault.domain.merkle import leaf_hash
 from vault.domain.models import Document, DocumentStatus, Role
 
 FORGED_HASH = "f" * 64
@@ -168,38 +169,100 @@ class TestTamperedRecords:
         assert payload["expected_hash"] == FORGED_HASH
         assert payload["calculated_hash"] == doc.sha256_hash
 
-    async def test_an_edited_ledger_hash_is_a_mismatch(self, vault: Vault) -> None:
-        """With the append-only trigger dropped, a rewritten ledger hash is still caught."""
+    async def test_a_just_uploaded_document_is_proved_at_once(self, vault: Vault) -> None:
+        """Verifying a leaf not yet under a checkpoint has the ledger integrate and sign now."""
         doc = await store_document(vault, pdf_bytes(2000))
+        assert (await vault.backends.in_db(vault.backends.store.latest_checkpoint)) is None
+        result = await verify(vault, doc.id)
+        assert result.status is DocumentStatus.VERIFIED
+        checkpoint = await vault.backends.in_db(vault.backends.store.latest_checkpoint)
+        assert checkpoint is not None and checkpoint.size == 1
+
+    @pytest.mark.parametrize(
+        "tampering",
+        [
+            # the row: its reference names no leaf
+            [("UPDATE documents SET on_chain_reference = ? WHERE id = ?",
+              ("0x" + "ab" * 32, "{id}"))],
+            # the leaf store: the hash kept beside the leaf
+            [("DROP TRIGGER ledger_leaves_no_update", ()),
+             ("UPDATE ledger_leaves SET leaf_hash = ? WHERE document_id = ?",
+              (FORGED_HASH, "{id}"))],
+            # the leaf store: the leaf's own text names another hash
+            [("DROP TRIGGER ledger_leaves_no_update", ()),
+             ("UPDATE ledger_leaves SET leaf = CAST(replace(CAST(leaf AS TEXT), ?, ?) AS BLOB)"
+              " WHERE document_id = ?", ("{hash}", FORGED_HASH, "{id}"))],
+            # the tree: the tile's hash of this leaf
+            [("DROP TRIGGER ledger_tiles_only_grow", ()),
+             ("UPDATE ledger_tiles SET hashes = ? WHERE level = 0 AND idx = 0", ("{tile:0}",))],
+            # the tree: a sibling's hash, so the tree no longer hashes to the signed root
+            [("DROP TRIGGER ledger_tiles_only_grow", ()),
+             ("UPDATE ledger_tiles SET hashes = ? WHERE level = 0 AND idx = 0", ("{tile:1}",))],
+            # the checkpoint: its signature
+            [("DROP TRIGGER ledger_checkpoints_no_update", ()),
+             ("UPDATE ledger_checkpoints SET note = replace(note, '— ', '— x')", ())],
+            # the checkpoint: its stored root
+            [("DROP TRIGGER ledger_checkpoints_no_update", ()),
+             ("UPDATE ledger_checkpoints SET root_hash = ?", (b"r" * 32,))],
+        ],
+        ids=["row reference", "leaf store hash", "leaf text", "tree leaf", "tree sibling",
+             "checkpoint signature", "checkpoint root"],
+    )  # fmt: skip
+    async def test_every_copy_of_the_registration_is_checked(
+        self, vault: Vault, tampering: list[tuple[str, tuple[object, ...]]]
+    ) -> None:
+        """Editing the row, the leaf store, the tree or the checkpoint is a mismatch."""
+        doc = await store_document(vault, pdf_bytes(2000))
+        await store_document(vault, pdf_bytes(2000))
+        assert (await verify(vault, doc.id)).status is DocumentStatus.VERIFIED
+        tiles = await vault.backends.in_db(vault.backends.store.ledger_tiles, [(0, 0)])
+        tile = tiles[(0, 0)]
+
+        def fill(value: object) -> object:
+            if value == "{id}":
+                return str(doc.id)
+            if value == "{hash}":
+                return doc.sha256_hash
+            if isinstance(value, str) and value.startswith("{tile:"):
+                position = int(value[6:-1])
+                edited = bytearray(tile)
+                edited[position * 32] ^= 1
+                return bytes(edited)
+            return value
+
         await execute_sql(
-            vault,
-            ("DROP TRIGGER ledger_entries_no_update", ()),
-            (
-                "UPDATE ledger_entries SET sha256_hash = ? WHERE document_id = ?",
-                (FORGED_HASH, str(doc.id)),
-            ),
+            vault, *[(statement, tuple(fill(v) for v in params)) for statement, params in tampering]
         )
         result = await verify(vault, doc.id)
         assert result.status is DocumentStatus.MISMATCH
         payload = await mismatch_event(vault, doc)
         assert payload["calculated_hash"] == doc.sha256_hash
 
-    async def test_replacing_the_object_and_both_hashes_is_still_a_mismatch(
+    async def test_replacing_the_object_and_every_hash_is_still_a_mismatch(
         self, vault: Vault
     ) -> None:
-        """Other bytes plus a matching row and ledger hash break the ledger's chain."""
+        """Other bytes with the row, the leaf and the leaf store all rewritten to match them:
+        the signed tree still holds the old leaf."""
         doc = await store_document(vault, pdf_bytes(2000))
+        assert (await verify(vault, doc.id)).status is DocumentStatus.VERIFIED
         other = pdf_bytes(2000)
         other_hash = hashlib.sha256(other).hexdigest()
+        stored = await vault.backends.in_db(vault.backends.store.registered_leaf, doc.id)
+        assert stored is not None
+        forged = stored.leaf.replace(doc.sha256_hash.encode(), other_hash.encode())
+        forged_hash = leaf_hash(forged).hex()
         await overwrite_object(vault, doc, other)
         await execute_sql(
             vault,
-            ("DROP TRIGGER ledger_entries_no_update", ()),
+            ("DROP TRIGGER ledger_leaves_no_update", ()),
             (
-                "UPDATE ledger_entries SET sha256_hash = ? WHERE document_id = ?",
-                (other_hash, str(doc.id)),
+                "UPDATE ledger_leaves SET leaf = ?, leaf_hash = ? WHERE document_id = ?",
+                (forged, forged_hash, str(doc.id)),
             ),
-            ("UPDATE documents SET sha256_hash = ? WHERE id = ?", (other_hash, str(doc.id))),
+            (
+                "UPDATE documents SET sha256_hash = ?, on_chain_reference = ? WHERE id = ?",
+                (other_hash, "0x" + forged_hash, str(doc.id)),
+            ),
         )
         result = await verify(vault, doc.id)
         assert result.status is DocumentStatus.MISMATCH

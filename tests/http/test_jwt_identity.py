@@ -320,7 +320,13 @@ class TestPublicKey:
 
     def test_settings_accept_a_usable_key(self, keys: KeyPair) -> None:
         """A usable key lets ENVIRONMENT=prod start, with header identity off."""
-        settings = Settings.from_env({"ENVIRONMENT": "prod", "JWT_PUBLIC_KEY": keys.pem})
+        ledger_key = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        settings = Settings.from_env(
+            {"ENVIRONMENT": "prod", "JWT_PUBLIC_KEY": keys.pem, "LEDGER_SIGNING_KEY": ledger_key}
+        )
         assert settings.jwt_public_key is not None
         assert settings.header_identity_allowed is False
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trio
 import yaml
 from jsonschema.exceptions import SchemaError
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
@@ -18,7 +19,11 @@ from quart.wrappers import Response
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.support import actor_headers, multipart_body, pdf_bytes, upload_fields
+from actors.ledger import LogState, Publish
+from actors.runtime import ask
+from actors.system import Vault
+from tests.support import actor_headers, multipart_body, pdf_bytes, test_settings, upload_fields
+from vault.config import Settings
 from vault.domain.models import DocumentStatus, DocumentType, EntityType, Role
 from vault_http import operator as operator_routes
 from vault_http.app import VaultApp
@@ -400,7 +405,7 @@ class TestResponsesMatch:
         """``/healthz/actors`` answers documented snapshots, one per actor."""
         response = await client.get("/healthz/actors")
         body = await assert_documented(response, "GET", "/healthz/actors", 200)
-        assert len(body["actors"]) == 6
+        assert len(body["actors"]) == 7
 
     async def test_healthz_actor(self, client: TestClientProtocol) -> None:
         """``/healthz/actors/{name}`` answers a documented snapshot, disabled ones too."""
@@ -423,3 +428,104 @@ class TestResponsesMatch:
         """``/metrics`` answers documented Prometheus text."""
         response = await client.get("/metrics")
         await assert_documented(response, "GET", "/metrics", 200)
+
+
+async def publish(vault: Vault) -> LogState:
+    """Have the ledger integrate what is pending and sign a checkpoint now."""
+    return await ask(vault.ledger, Publish, deadline=trio.current_time() + 5, returns=LogState)
+
+
+class TestLedgerResponsesMatch:
+    """The ledger routes answer what the document says, on a ledger that only signs when asked."""
+
+    @pytest.fixture
+    def settings(self, tmp_path: Path) -> Settings:
+        return test_settings(tmp_path / "data", ledger_checkpoint_interval_seconds=3600)
+
+    async def test_checkpoint_and_key(
+        self, client: TestClientProtocol, vault: Vault, document: dict[str, Any]
+    ) -> None:
+        """The checkpoint and the key answer documented text."""
+        await publish(vault)
+        response = await client.get("/api/v1/ledger/checkpoint")
+        await assert_documented(response, "GET", "/api/v1/ledger/checkpoint", 200)
+        response = await client.get("/api/v1/ledger/key")
+        await assert_documented(response, "GET", "/api/v1/ledger/key", 200)
+        documented, _ = documented_response("GET", "/api/v1/ledger/key", 200)
+        pattern = documented["content"]["text/plain"]["schema"]["pattern"]
+        assert re.fullmatch(pattern, await response.get_data(as_text=True))
+
+    async def test_no_checkpoint(self, client: TestClientProtocol) -> None:
+        """An empty log's checkpoint is a documented 404 problem."""
+        response = await client.get("/api/v1/ledger/checkpoint")
+        await assert_documented(response, "GET", "/api/v1/ledger/checkpoint", 404)
+
+    async def test_tiles_and_bundles(
+        self, client: TestClientProtocol, vault: Vault, headers: dict[str, str],
+        document: dict[str, Any],
+    ) -> None:
+        """Tiles and bundles answer documented bytes; a missing one, an anonymous bundle and
+        a path that names nothing answer documented problems."""
+        await publish(vault)
+        tile = "/api/v1/ledger/tile/{tile_path}"
+        bundle = "/api/v1/ledger/tile/entries/{bundle_path}"
+        for value in spec()["paths"][tile]["get"]["parameters"][1]["examples"].values():
+            assert re.fullmatch(
+                spec()["paths"][tile]["get"]["parameters"][1]["schema"]["pattern"],
+                value["value"],
+            )
+        await assert_documented(await client.get("/api/v1/ledger/tile/0/000.p/1"), "GET", tile, 200)
+        await assert_documented(await client.get("/api/v1/ledger/tile/0/000"), "GET", tile, 404)
+        await assert_documented(await client.get("/api/v1/ledger/tile/0/0"), "GET", tile, 404)
+        response = await client.get("/api/v1/ledger/tile/entries/000.p/1", headers=headers)
+        await assert_documented(response, "GET", bundle, 200)
+        response = await client.get("/api/v1/ledger/tile/entries/000.p/1")
+        await assert_documented(response, "GET", bundle, 401)
+        response = await client.get("/api/v1/ledger/tile/entries/001", headers=headers)
+        await assert_documented(response, "GET", bundle, 404)
+
+    async def test_consistency(
+        self, client: TestClientProtocol, vault: Vault, headers: dict[str, str],
+        document: dict[str, Any],
+    ) -> None:
+        """A consistency proof answers a documented Consistency; a bad range a 422 problem."""
+        await publish(vault)
+        await upload(client, headers, uuid.uuid4(), pdf_bytes(300))
+        await publish(vault)
+        path = "/api/v1/ledger/consistency"
+        response = await client.get(path, query_string={"from": "1", "to": "2"})
+        body = await assert_documented(response, "GET", path, 200)
+        assert (body["from"], body["to"], len(body["hashes"])) == (1, 2, 1)
+        response = await client.get(path, query_string={"from": "0"})
+        await assert_documented(response, "GET", path, 422)
+
+    async def test_receipt(
+        self, client: TestClientProtocol, vault: Vault, headers: dict[str, str],
+        document: dict[str, Any],
+    ) -> None:
+        """A receipt answers a documented 202 until a checkpoint covers it, then a Receipt."""
+        path = "/api/v1/documents/{document_id}/receipt"
+        url = f"/api/v1/documents/{document['id']}/receipt"
+        pending = await assert_documented(await client.get(url, headers=headers), "GET", path, 202)
+        assert pending["document_id"] == document["id"]
+        await publish(vault)
+        body = await assert_documented(await client.get(url, headers=headers), "GET", path, 200)
+        assert body["document_id"] == document["id"]
+
+    async def test_receipt_problems(
+        self, client: TestClientProtocol, headers: dict[str, str], document: dict[str, Any]
+    ) -> None:
+        """Every refusal of a receipt is a documented problem."""
+        path = "/api/v1/documents/{document_id}/receipt"
+        url = f"/api/v1/documents/{document['id']}/receipt"
+        await assert_documented(await client.get(url), "GET", path, 401)
+        response = await client.get(
+            url, query_string={"requestor_id": str(uuid.uuid4())}, headers=headers
+        )
+        await assert_documented(response, "GET", path, 403)
+        response = await client.get(
+            f"/api/v1/documents/{uuid.uuid4()}/receipt", headers=headers
+        )
+        await assert_documented(response, "GET", path, 404)
+        response = await client.get(url, query_string={"size": "x"}, headers=headers)
+        await assert_documented(response, "GET", path, 422)

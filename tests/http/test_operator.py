@@ -18,6 +18,7 @@ from vault.domain.errors import BlobStoreUnavailable
 
 ACTOR_NAMES = {
     "upload", "verifier", "archiver", "audit_publisher", "alerter", "entity_deletion_poller",
+    "ledger",
 }
 DESTINATIONS = ("document_events", "audit_events", "integrity_alerts")
 OUTBOX_METRICS = (
@@ -44,7 +45,7 @@ def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 class TestHealth:
     async def test_healthz_lists_every_actor(self, client: Client) -> None:
-        """/healthz answers 200 ok with all six actors; the poller is disabled without a queue."""
+        """/healthz answers 200 ok with all seven actors; the poller is disabled without a queue."""
         response = await client.get("/healthz")
         assert response.status_code == 200
         body = await response.get_json()
@@ -57,6 +58,7 @@ class TestHealth:
             "audit_publisher": "running",
             "alerter": "running",
             "entity_deletion_poller": "disabled",
+            "ledger": "running",
         }
 
     async def test_failed_actor_degrades_healthz(self, client: Client, vault: Vault) -> None:
@@ -80,6 +82,8 @@ class TestHealth:
         assert {snapshot["name"] for snapshot in body["actors"]} == ACTOR_NAMES
         for snapshot in body["actors"]:
             extra = {"backlog"} if snapshot["name"] in ("audit_publisher", "alerter") else set()
+            if snapshot["name"] == "ledger":
+                extra = {"tree_size", "pending", "checkpoint_size", "last_checkpoint_at"}
             assert snapshot.keys() == SNAPSHOT_KEYS | extra, snapshot["name"]
             assert snapshot["mailbox"].keys() == {"depth", "capacity"}
 

@@ -1,16 +1,39 @@
 """Unit tests of ops.bench's pure parts: percentiles, the streamed multipart body,
 /proc parsing, memory figures, table formatting and verdicts."""
 
+import json
+from pathlib import Path
+
 import attrs
 import pytest
 
+from ops.bench import cli as bench_cli
+from ops.bench import ledger
 from ops.bench.backends import mask_password, postgres_s3_env, with_database
 from ops.bench.cli import is_loopback_url, parse_args
+from ops.bench.console import BenchError
 from ops.bench.multipart import document_prefix, multipart_body
 from ops.bench.plan import SMALL_SIZE, TARGET_PROFILES, Targets
-from ops.bench.records import Floor, Measurements, Reads, SizeMemory, SizeRun, SmallRun, Stats
+from ops.bench.records import (
+    Floor,
+    IntegrationRate,
+    Measurements,
+    Reads,
+    SizeMemory,
+    SizeRun,
+    SmallRun,
+    Stats,
+    UploadComparison,
+    UploadSide,
+)
 from ops.bench.report import verdicts
-from ops.bench.server import memory_figures, parse_proc_stat_cpu, parse_proc_status, server_env
+from ops.bench.server import (
+    memory_figures,
+    parse_proc_stat_cpu,
+    parse_proc_status,
+    server_env,
+    source_env,
+)
 from ops.bench.stats import percentile
 from ops.bench.units import MB, MiB, format_table, parse_size
 
@@ -270,3 +293,68 @@ class TestBackends:
         assert env["AWS_S3_KMS_KEY_ID"] == "key-1"
         assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
         assert "AWS_S3_ENDPOINT_URL" not in env
+
+
+def _side(label, rps, errors=0):
+    """An upload side whose three rounds ran at rps, rps * 0.9 and rps * 1.1."""
+    rounds = tuple(_stats(rps=rps * f, errors=errors) for f in (1.0, 0.9, 1.1))
+    return UploadSide(label=label, source="/src", imported="/src/vault", rounds=rounds)
+
+
+class TestLedger:
+    TINY = ("--ledger-leaves", "300", "--integration-leaves", "300", "--receipts", "5",
+            "--consistency-proofs", "5", "--no-postgres", "--no-uploads", "--quiet")  # fmt: skip
+
+    def test_tiny_run_prints_every_figure(self, capsys):
+        """At 300 leaves the section integrates, builds, proves and prints the sizes."""
+        assert bench_cli.main(["ledger", *self.TINY]) == 0
+        out = capsys.readouterr().out
+        for fragment in ("sqlite", "Tree of 300 leaves", "receipt (_receipt)",
+                         "consistency (_consistency)", "inclusion proof hashes",
+                         "tlog-proof text bytes", "receipt JSON bytes",
+                         "consistency proof hashes", "at 300 leaves, not 1,000,000"):  # fmt: skip
+            assert fragment in out
+        assert "not measured  integration on PostgreSQL" in out
+
+    def test_tiny_run_as_json(self, capsys):
+        """--json holds the same figures: a 300-leaf tree with 5 receipts of 9 hashes at most."""
+        assert ledger.main([*self.TINY, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        tree = report["tree"]
+        assert tree["leaves"] == 300 and tree["receipt"]["samples"] == 5
+        assert 1 <= tree["sizes"]["inclusion_hashes"]["high"] <= 9
+        sizes = tree["sizes"]
+        assert sizes["inclusion_bytes"]["high"] == 32 * sizes["inclusion_hashes"]["high"]
+        assert [r["store"] for r in report["integration"]] == ["sqlite"]
+        assert report["integration"][0]["leaves"] == 300
+
+    def test_upload_drop_beyond_ten_percent_is_not_met(self):
+        """At 85 % of the baseline's req/s the target is missed; at 95 % it is met."""
+        for rps, status in ((85.0, "NOT met"), (95.0, "met")):
+            uploads = UploadComparison(clients=32, size_bytes=SMALL_SIZE, requests=10,
+                                       current=_side("current", rps),
+                                       baseline=_side("baseline", 100.0))  # fmt: skip
+            found = ledger.verdicts([], None, uploads, {})
+            assert _by_name(found, "uploads").status == status
+
+    def test_postgres_rate_against_its_mark(self):
+        """1,000 leaves in 0.4 s is 2,500 leaves/s: met; in 0.6 s it is not."""
+        for seconds, status in ((0.4, "met"), (0.6, "NOT met")):
+            rate = IntegrationRate(store="postgresql", leaves=1000, batch=256, batches=4,
+                                   fill_s=0.1, integrate_s=seconds)  # fmt: skip
+            assert _by_name(ledger.verdicts([rate], None, None, {}), "PostgreSQL").status == status
+
+    def test_baseline_source_env_links_its_http_layer(self, tmp_path):
+        """PYTHONPATH names the tree and a folder whose vault_http is the tree's http/."""
+        src = tmp_path / "before"
+        (src / "vault").mkdir(parents=True)
+        (src / "vault" / "__init__.py").write_text("")
+        (src / "http").mkdir()
+        env = source_env(src, tmp_path / "run")
+        first, shim = env["PYTHONPATH"].split(":")
+        assert first == str(src.resolve())
+        assert (Path(shim) / "vault_http").resolve() == (src / "http").resolve()
+
+    def test_not_a_source_tree_is_refused(self, tmp_path):
+        with pytest.raises(BenchError):
+            source_env(tmp_path, tmp_path)

@@ -26,7 +26,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from vault.config import Settings
 
@@ -51,7 +56,7 @@ renderer = _load_renderer()
 
 # Variables the service reads, as `vault check-config` lists them.
 SETTINGS_NAMES = [name for name, _ in Settings.from_env({}).describe()]
-SECRETS = {"DATABASE_URL", "JWT_PUBLIC_KEY"}
+SECRETS = {"DATABASE_URL", "JWT_PUBLIC_KEY", "LEDGER_SIGNING_KEY"}
 # Left out of the task on purpose: the task role provides the credentials.
 LEFT_OUT = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 FIXED = {"HOST": "0.0.0.0", "PORT": "8000", "VAULT_DATA_DIR": "/var/lib/vault"}
@@ -66,6 +71,9 @@ REQUIRED_SAMPLE = {
     "ECS_TASK_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/vault-task",
     "DATABASE_URL_SECRET_ARN": f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:vault/db-AbCdEf",
     "JWT_PUBLIC_KEY_SECRET_ARN": f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/vault/jwt-public-key",
+    "LEDGER_SIGNING_KEY_SECRET_ARN": (
+        f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:vault/ledger-key-AbCdEf"
+    ),
     "DOCUMENT_VAULT_BUCKET": "vault-documents",
     "AWS_S3_KMS_KEY_ID": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef",
 }
@@ -104,6 +112,8 @@ OPTIONAL_SAMPLE = {
     "JWT_ISSUER": "https://auth.example.com/",
     "JWT_AUDIENCE": "document-vault",
     "PRESIGNED_URL_EXPIRATION_SECONDS": "600",
+    "LEDGER_ORIGIN": "vault.example.com/prod",
+    "LEDGER_CHECKPOINT_INTERVAL_SECONDS": "2",
     "BLOCKCHAIN_ENDPOINT_URL": "https://rpc.example.com",
 }
 ALL_SAMPLE = {**REQUIRED_SAMPLE, **OPTIONAL_SAMPLE}
@@ -627,12 +637,13 @@ class TestRendering:
         assert sorted(names) == sorted(set(SETTINGS_NAMES) - LEFT_OUT)
 
     def test_secrets_come_from_arns(self) -> None:
-        """DATABASE_URL and JWT_PUBLIC_KEY are secrets taken from the given ARNs."""
+        """DATABASE_URL, JWT_PUBLIC_KEY and LEDGER_SIGNING_KEY are secrets from the given ARNs."""
         container = _container(renderer.render(REQUIRED_SAMPLE))
         secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
         assert secrets == {
             "DATABASE_URL": REQUIRED_SAMPLE["DATABASE_URL_SECRET_ARN"],
             "JWT_PUBLIC_KEY": REQUIRED_SAMPLE["JWT_PUBLIC_KEY_SECRET_ARN"],
+            "LEDGER_SIGNING_KEY": REQUIRED_SAMPLE["LEDGER_SIGNING_KEY_SECRET_ARN"],
         }
         assert not SECRETS & set(_environment(renderer.render(REQUIRED_SAMPLE)))
 
@@ -713,7 +724,13 @@ class TestRendering:
         env = _environment(renderer.render(ALL_SAMPLE))
         public_key = ed25519.Ed25519PrivateKey.generate().public_key()
         pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-        secret_values = {"DATABASE_URL": OPERATOR_SECRETS["DATABASE_URL"], "JWT_PUBLIC_KEY": pem}
+        ledger_key = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        ).decode()
+        secret_values = {
+            "DATABASE_URL": OPERATOR_SECRETS["DATABASE_URL"], "JWT_PUBLIC_KEY": pem,
+            "LEDGER_SIGNING_KEY": ledger_key,
+        }
         settings = Settings.from_env({**env, **secret_values})
         assert settings.port == 8000 and str(settings.vault_data_dir) == "/var/lib/vault"
         assert settings.environment == "prod" and settings.shutdown_grace_seconds == 25

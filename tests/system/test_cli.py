@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.system.service import CONFIG_NAMES, run_cli, vault_env
 from tests.vault.store_helpers import BASE, make_event
 from vault.adapters.stores.sqlite import SQLiteMetadataStore
 from vault.domain.events import Destination, OutboxEvent
+from vault.domain.note import Verifier
 
 pytestmark = pytest.mark.system
 
@@ -70,6 +73,37 @@ class TestMigrate:
         result = run_cli("migrate", env=base_env(tmp_path))
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "data" / "vault.sqlite3").is_file()
+
+
+class TestLedgerKey:
+    def test_prints_the_verifier_key_of_the_log(self, tmp_path: Path) -> None:
+        """After migrate, ``vault ledger key`` prints the key string checkpoints verify with,
+        the same on every run (the key file and the log id are kept)."""
+        env = base_env(tmp_path)
+        assert run_cli("migrate", env=env).returncode == 0
+        first, again = run_cli("ledger", "key", env=env), run_cli("ledger", "key", env=env)
+        assert first.returncode == 0, first.stderr
+        key = first.stdout.strip()
+        assert first.stdout == again.stdout == key + "\n"
+        verifier = Verifier.parse(key)
+        assert re.fullmatch(r"document-vault\.local/[0-9a-f]{16}", verifier.name)
+        key_file = tmp_path / "data" / "keys" / "ledger-signing.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+
+    def test_a_configured_origin_needs_no_database(self, tmp_path: Path) -> None:
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        ).decode()
+        env = base_env(tmp_path, LEDGER_ORIGIN="vault.example.com/prod", LEDGER_SIGNING_KEY=pem)
+        result = run_cli("ledger", "key", env=env)
+        assert result.returncode == 0, result.stderr
+        assert Verifier.parse(result.stdout.strip()).name == "vault.example.com/prod"
+        assert not (tmp_path / "data" / "vault.sqlite3").exists()
+
+    def test_a_bad_key_is_one_line(self, tmp_path: Path) -> None:
+        result = run_cli("ledger", "key", env=base_env(tmp_path, LEDGER_SIGNING_KEY="nope"))
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and "LEDGER_SIGNING_KEY" in result.stderr
 
 
 class TestServe:

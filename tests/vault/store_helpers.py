@@ -20,6 +20,7 @@ import attrs
 
 from vault.domain.errors import DuplicateDocument
 from vault.domain.events import Destination, OutboxEvent, document_event
+from vault.domain.log import SignedCheckpoint, StoredLeaf
 from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
 from vault.ports import CascadeBatch, MetadataStore
 
@@ -118,11 +119,18 @@ def pending(store: MetadataStore, destination: Destination = Destination.DOCUMEN
     return store.outbox_stats(destination).pending
 
 
-def entry_of(store: MetadataStore, doc: Document) -> LedgerEntry:
-    assert doc.on_chain_reference is not None
-    entry = store.ledger_entry(doc.on_chain_reference)
-    assert entry is not None
-    return entry
+def leaf_of(store: MetadataStore, doc: Document) -> StoredLeaf:
+    """The document's registered leaf, as stored."""
+    leaf = store.registered_leaf(doc.id)
+    assert leaf is not None
+    return leaf
+
+
+def integrate_all(store: MetadataStore, batch: int = 256) -> int:
+    """Integrate every pending leaf; the tree's size afterwards."""
+    while store.integrate_leaves(batch, BASE).added:
+        pass
+    return store.ledger_head().size
 
 
 def race(
@@ -223,9 +231,18 @@ STORE_CALLS: dict[str, Callable[[MetadataStore], object]] = {
         LedgerEntry(2, "a" * 64, "b" * 64, uuid4(), "c" * 64, BASE)
     ),
     "record_verification": lambda s: s.record_verification(
-        uuid4(), status=DocumentStatus.VERIFIED, verified_by=None, verified_at=BASE,
-        events=no_events,
+        uuid4(), status=DocumentStatus.VERIFIED, calculated_hash=None, verified_by=None,
+        verified_at=BASE, events=no_events,
     ),
+    "ledger_head": lambda s: s.ledger_head(),
+    "pending_leaves": lambda s: s.pending_leaves(),
+    "integrate_leaves": lambda s: s.integrate_leaves(256, BASE),
+    "ledger_tiles": lambda s: s.ledger_tiles([(0, 0)]),
+    "ledger_leaves": lambda s: s.ledger_leaves(0, 256),
+    "registered_leaf": lambda s: s.registered_leaf(uuid4()),
+    "add_checkpoint": lambda s: s.add_checkpoint(SignedCheckpoint(1, b"r" * 32, "n\n", BASE)),
+    "latest_checkpoint": lambda s: s.latest_checkpoint(),
+    "checkpoint_at": lambda s: s.checkpoint_at(1),
     "archive_document": lambda s: s.archive_document(
         uuid4(), archived_by=None, archived_at=BASE, events=no_events
     ),

@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from vault.config import DEFAULT_ALLOWED_MIME_TYPES, Settings
 from vault.domain.errors import ConfigError
@@ -121,6 +123,11 @@ class TestRejections:
             ({"ENVIRONMENT": "prod"}, "JWT_PUBLIC_KEY"),
             ({"EPR_MOCK_MODE": "false"}, "EPR_SERVICE_URL"),
             ({"DOCUMENT_VAULT_BUCKET": "b"}, "AWS_S3_KMS_KEY_ID"),
+            ({"LEDGER_ORIGIN": "vault example"}, "LEDGER_ORIGIN"),
+            ({"LEDGER_ORIGIN": "vault+example"}, "LEDGER_ORIGIN"),
+            ({"LEDGER_SIGNING_KEY": "not a key"}, "LEDGER_SIGNING_KEY"),
+            ({"LEDGER_CHECKPOINT_INTERVAL_SECONDS": "0"}, "LEDGER_CHECKPOINT_INTERVAL_SECONDS"),
+            ({"LEDGER_CHECKPOINT_INTERVAL_SECONDS": "soon"}, "LEDGER_CHECKPOINT_INTERVAL_SECONDS"),
         ],
     )
     def test_bad_value_names_its_variable(self, env: dict[str, str], variable: str) -> None:
@@ -156,3 +163,47 @@ class TestDescribe:
         assert len(names) == len(set(names))
         example = (ROOT / ".env.example").read_text()
         assert set(re.findall(r"^([A-Z0-9_]+)=", example, re.M)) == set(names)
+
+
+def _pem(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+class TestLedgerSettings:
+    def test_defaults(self) -> None:
+        s = Settings.from_env({})
+        assert (s.ledger_origin, s.ledger_signing_key) == (None, None)
+        assert s.ledger_checkpoint_interval_seconds == 1.0
+
+    def test_a_signing_key_is_required_outside_local_and_test(self) -> None:
+        """With JWT set, ENVIRONMENT=prod still stops without LEDGER_SIGNING_KEY."""
+        jwt = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({"ENVIRONMENT": "prod", "JWT_PUBLIC_KEY": jwt})
+        assert caught.value.variable == "LEDGER_SIGNING_KEY"
+        key = _pem(ed25519.Ed25519PrivateKey.generate())
+        s = Settings.from_env(
+            {"ENVIRONMENT": "prod", "JWT_PUBLIC_KEY": jwt, "LEDGER_SIGNING_KEY": key}
+        )
+        assert s.ledger_signing_key == key.strip()
+
+    def test_a_key_of_another_kind_is_refused(self) -> None:
+        rsa_key = _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        with pytest.raises(ConfigError, match="not an Ed25519 private key"):
+            Settings.from_env({"LEDGER_SIGNING_KEY": rsa_key})
+
+    def test_a_key_on_one_line_is_accepted(self) -> None:
+        key = _pem(ed25519.Ed25519PrivateKey.generate())
+        one_line = key.strip().replace("\n", "\\n")
+        assert Settings.from_env({"LEDGER_SIGNING_KEY": one_line}).ledger_signing_key
+
+    def test_the_signing_key_is_masked(self) -> None:
+        key = _pem(ed25519.Ed25519PrivateKey.generate())
+        shown = dict(Settings.from_env({"LEDGER_SIGNING_KEY": key}).describe())
+        assert shown["LEDGER_SIGNING_KEY"] == "****"
+        assert "PRIVATE" not in repr(Settings.from_env({"LEDGER_SIGNING_KEY": key}))

@@ -30,8 +30,9 @@ from tests.vault.store_helpers import (
     StoreBackend,
     archive_entity,
     archive_entity_batch,
-    entry_of,
     failing_events,
+    integrate_all,
+    leaf_of,
     list_all,
     make_document,
     make_event,
@@ -44,8 +45,9 @@ from vault.adapters.stores import sqlite as sqlite_store
 from vault.adapters.stores.sqlite import SQLiteMetadataStore
 from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
 from vault.domain.events import Destination, OutboxEvent
-from vault.domain.ledger import GENESIS_HASH, entry_is_consistent
-from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.domain.leaf import Leaf, LeafKind
+from vault.domain.merkle import leaf_hash
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType
 from vault.ports import CascadeBatch, MetadataStore, PageCursor
 
 
@@ -151,15 +153,21 @@ class TestDocumentRoundTrip:
         assert loaded.created_at.utcoffset() == timedelta(0)
         assert loaded.created_at.microsecond == 678901
 
-    def test_upload_cites_its_ledger_entry(self, store: MetadataStore) -> None:
-        """The stored document's reference names the ledger entry made for it."""
+    def test_upload_cites_its_registered_leaf(self, store: MetadataStore) -> None:
+        """The stored document's reference is 0x and the leaf hash of its pending leaf."""
         stored = upload(store, make_document())
 
-        entry = entry_of(store, stored)
+        found = leaf_of(store, stored)
 
-        assert stored.on_chain_reference == entry.reference
-        assert (entry.document_id, entry.sha256_hash) == (stored.id, stored.sha256_hash)
-        assert entry.registered_at == stored.created_at
+        assert stored.on_chain_reference == "0x" + leaf_hash(found.leaf).hex()
+        assert found.leaf_hash == leaf_hash(found.leaf).hex()
+        assert found.leaf_index is None
+        leaf = Leaf.parse(found.leaf)
+        assert (leaf.kind, leaf.document_id, leaf.sha256, leaf.size) == (
+            LeafKind.REGISTERED, stored.id, stored.sha256_hash, stored.size_bytes
+        )
+        assert (leaf.entity_type, leaf.entity_id) == (stored.entity_type, stored.entity_id)
+        assert leaf.time == stored.created_at.replace(microsecond=789000)
 
     def test_unknown_document_is_not_found(self, store: MetadataStore) -> None:
         """Reading an id that was never stored raises DocumentNotFound for that id."""
@@ -193,7 +201,8 @@ class TestDuplicateGuard:
         with pytest.raises(DocumentNotFound):
             store.get_document(duplicate.id)
         assert pending(store) == 0
-        assert entry_of(store, upload(store, make_document())).seq == entry_of(store, first).seq + 1
+        assert store.pending_leaves() == 1
+        assert store.registered_leaf(duplicate.id) is None
 
     def test_same_hash_for_another_entity_is_allowed(self, store: MetadataStore) -> None:
         """The guard is per entity: another entity may store the same bytes."""
@@ -285,20 +294,25 @@ class TestConcurrency:
         for s in stores:
             assert s.find_active_duplicate(entity_id, sha) == winners[0].id
 
-    def test_racing_uploads_keep_one_unbroken_chain(self, store_backend: StoreBackend) -> None:
-        """Concurrent distinct uploads from two stores get consecutive, linked ledger entries."""
+    def test_racing_uploads_and_integrations_make_one_tree(
+        self, store_backend: StoreBackend
+    ) -> None:
+        """Uploads and integrations racing from two stores give every leaf one index."""
         stores = [store_backend.open_store(), store_backend.open_store()]
         docs = [make_document() for _ in range(8)]
 
-        outcomes = race([partial(upload, stores[i % 2], doc) for i, doc in enumerate(docs)])
+        def integrate(store: MetadataStore) -> int:
+            return store.integrate_leaves(3, BASE).added
 
-        entries = sorted(
-            (entry_of(stores[0], o) for o in outcomes if isinstance(o, Document)),
-            key=lambda e: e.seq,
+        race(
+            [partial(upload, stores[i % 2], doc) for i, doc in enumerate(docs)]
+            + [partial(integrate, stores[i % 2]) for i in range(4)]
         )
-        assert [e.seq for e in entries] == list(range(1, 9))
-        predecessors: list[LedgerEntry | None] = [None, *entries[:-1]]
-        assert all(entry_is_consistent(e, p) for e, p in zip(entries, predecessors, strict=True))
+        assert integrate_all(stores[1]) == 8
+
+        indexes = sorted(leaf_of(stores[0], doc).leaf_index or 0 for doc in docs)
+        assert indexes == list(range(8))
+        assert stores[0].pending_leaves() == 0
 
     def test_racing_state_changes_all_succeed(self, store_backend: StoreBackend) -> None:
         """Read-then-write changes racing from two stores all commit, none refused as busy."""
@@ -315,6 +329,7 @@ class TestConcurrency:
             return store.record_verification(
                 doc.id,
                 status=DocumentStatus.VERIFIED,
+                calculated_hash=doc.sha256_hash,
                 verified_by=verifier,
                 verified_at=BASE,
                 events=EventRecorder(),
@@ -336,8 +351,10 @@ class TestAtomicity:
 
         with pytest.raises(DocumentNotFound):
             store.get_document(doc.id)
+        assert store.pending_leaves() == 0
         retried = upload(store, attrs.evolve(doc, id=uuid4()))
-        assert entry_of(store, retried).seq == 1
+        assert store.pending_leaves() == 1
+        assert store.registered_leaf(retried.id) is not None
 
     def test_failing_event_builder_undoes_the_archive(self, store: MetadataStore) -> None:
         """If building the events fails, archiving leaves the document as it was."""
@@ -363,73 +380,6 @@ class TestAtomicity:
 
 
 class TestLedger:
-    def test_consecutive_entries_link(self, store: MetadataStore) -> None:
-        """Each entry follows the previous one by seq and cites its hash."""
-        first, second = (entry_of(store, upload(store, make_document())) for _ in range(2))
-
-        assert second.seq == first.seq + 1
-        assert second.prev_hash == first.entry_hash
-        assert store.ledger_predecessor(second) == first
-
-    def test_first_entry_starts_the_chain(self, store: MetadataStore) -> None:
-        """The first entry cites the genesis hash and has no predecessor."""
-        first = entry_of(store, upload(store, make_document()))
-
-        assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
-        assert store.ledger_predecessor(first) is None
-
-    def test_stored_entries_are_consistent(self, store: MetadataStore) -> None:
-        """Entries read back recompute to their own hashes and links."""
-        entries = [entry_of(store, upload(store, make_document())) for _ in range(3)]
-
-        assert all(entry_is_consistent(e, store.ledger_predecessor(e)) for e in entries)
-
-    @pytest.mark.parametrize(
-        "reference", ["", "0x", "deadbeef", "0x" + "g" * 64, "0x" + "A" * 64, "0x" + "f" * 64]
-    )
-    def test_bad_or_unknown_reference_finds_nothing(
-        self, store: MetadataStore, reference: str
-    ) -> None:
-        """A malformed reference, or one naming no entry, finds no entry."""
-        upload(store, make_document())
-
-        assert store.ledger_entry(reference) is None
-
-    def test_entries_cannot_be_updated(
-        self, store: MetadataStore, store_backend: StoreBackend
-    ) -> None:
-        """The database itself refuses to rewrite a ledger entry."""
-        entry = entry_of(store, upload(store, make_document()))
-
-        with pytest.raises(store_backend.driver_error, match="append-only"):
-            store_backend.execute(
-                "UPDATE ledger_entries SET sha256_hash = ? WHERE seq = ?", ["0" * 64, entry.seq]
-            )
-
-        assert entry_of(store, store.get_document(entry.document_id)) == entry
-
-    def test_entries_cannot_be_deleted(
-        self, store: MetadataStore, store_backend: StoreBackend
-    ) -> None:
-        """The database itself refuses to delete a ledger entry."""
-        entry = entry_of(store, upload(store, make_document()))
-
-        with pytest.raises(store_backend.driver_error, match="append-only"):
-            store_backend.execute("DELETE FROM ledger_entries WHERE seq = ?", [entry.seq])
-
-        assert store.ledger_entry(entry.reference) == entry
-
-    def test_the_ledger_cannot_be_emptied_at_once(
-        self, store: MetadataStore, store_backend: StoreBackend
-    ) -> None:
-        """Deleting every entry (SQLite's truncate; PostgreSQL also refuses TRUNCATE) fails."""
-        entry = entry_of(store, upload(store, make_document()))
-
-        with pytest.raises(store_backend.driver_error, match="append-only"):
-            store_backend.execute("DELETE FROM ledger_entries", [])
-
-        assert store.ledger_entry(entry.reference) == entry
-
     def test_size_limit_holds_64_bit_sizes(self, store: MetadataStore) -> None:
         """A migrated store records any size up to 2**63 - 1 bytes."""
         doc = upload(store, make_document(size_bytes=2**63 - 1), unique_hash=False)
@@ -544,7 +494,7 @@ class TestVerification:
 
         updated = store.record_verification(
             stored.id,
-            status=DocumentStatus.VERIFIED,
+            status=DocumentStatus.VERIFIED, calculated_hash=None,
             verified_by=verifier,
             verified_at=at,
             events=no_events,
@@ -565,7 +515,7 @@ class TestVerification:
 
         store.record_verification(
             stored.id,
-            status=DocumentStatus.MISMATCH,
+            status=DocumentStatus.MISMATCH, calculated_hash=None,
             verified_by=None,
             verified_at=BASE,
             events=no_events,
@@ -583,7 +533,7 @@ class TestVerification:
 
         store.record_verification(
             stored.id,
-            status=DocumentStatus.VERIFIED,
+            status=DocumentStatus.VERIFIED, calculated_hash=None,
             verified_by=verifier,
             verified_at=at,
             events=no_events,
@@ -600,7 +550,7 @@ class TestVerification:
 
         updated = store.record_verification(
             stored.id,
-            status=DocumentStatus.VERIFIED,
+            status=DocumentStatus.VERIFIED, calculated_hash=None,
             verified_by=None,
             verified_at=BASE,
             events=recorder,
@@ -616,7 +566,7 @@ class TestVerification:
         with pytest.raises(DocumentNotFound):
             store.record_verification(
                 uuid4(),
-                status=DocumentStatus.VERIFIED,
+                status=DocumentStatus.VERIFIED, calculated_hash=None,
                 verified_by=None,
                 verified_at=BASE,
                 events=recorder,

@@ -27,7 +27,6 @@ from tests.vault.store_helpers import (
     SEED_PROCESSED_EVENT_COLUMNS,
     STORE_CALLS,
     archive_entity,
-    entry_of,
     list_all,
     make_document,
     make_event,
@@ -35,11 +34,11 @@ from tests.vault.store_helpers import (
     upload,
 )
 from vault.adapters.stores.postgres import PostgresMetadataStore, connection_settings
-from vault.adapters.stores.rows import LEDGER_COLUMNS, ledger_entry_from_row
 from vault.domain.errors import DuplicateDocument, StoreUnavailable
 from vault.domain.events import Destination
-from vault.domain.ledger import entry_is_consistent
-from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType, LedgerEntry
+from vault.domain.log import SignedCheckpoint
+from vault.domain.merkle import CompactRange, leaf_hash
+from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType
 
 T = TypeVar("T")
 
@@ -157,9 +156,10 @@ def two_stores(
     return pair
 
 
-def ledger(database: PgDatabase) -> list[LedgerEntry]:
-    rows = database.query(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries ORDER BY seq")
-    return [ledger_entry_from_row(dict(zip(LEDGER_COLUMNS, row, strict=True))) for row in rows]
+def leaves(database: PgDatabase) -> list[tuple[UUID, str, int | None]]:
+    """(document_id, kind, leaf_index) of every leaf, in the order they were written."""
+    rows = database.query("SELECT document_id, kind, leaf_index FROM ledger_leaves ORDER BY seq")
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 class TestUrls:
@@ -323,36 +323,37 @@ class TestSchema:
             for replica in replicas:
                 replica.close()
 
-    def test_ledger_rejects_rewrites_through_any_session(self, clean: PgDatabase) -> None:
-        """The append-only triggers are the database's own, not the store's."""
-        store = PostgresMetadataStore(clean.url)
-        try:
-            store.migrate()
-            entry = entry_of(store, upload(store, make_document()))
-        finally:
-            store.close()
-
-        with pytest.raises(psycopg.Error, match="append-only"):
-            clean.query("UPDATE ledger_entries SET registered_at = now() WHERE seq = %s", [1])
-        assert ledger(clean) == [entry]
-
     @pytest.mark.parametrize(
         "statement",
-        ["TRUNCATE ledger_entries", "TRUNCATE documents CASCADE",
-         "TRUNCATE ledger_entries RESTART IDENTITY CASCADE"],
+        ["UPDATE ledger_leaves SET kind = 'verified'", "DELETE FROM ledger_leaves",
+         "TRUNCATE ledger_leaves", "TRUNCATE ledger_leaves RESTART IDENTITY CASCADE",
+         "UPDATE ledger_leaves SET leaf_index = leaf_index + 1",
+         "UPDATE ledger_tiles SET hashes = substring(hashes FROM 1 FOR 32)",
+         "DELETE FROM ledger_tiles", "TRUNCATE ledger_tiles",
+         "UPDATE ledger_checkpoints SET note = 'x'", "DELETE FROM ledger_checkpoints",
+         "TRUNCATE ledger_checkpoints", "TRUNCATE ledger_entries"],
     )  # fmt: skip
-    def test_ledger_refuses_truncate(self, clean: PgDatabase, statement: str) -> None:
-        """TRUNCATE, directly or cascading from documents, is refused like DELETE."""
+    def test_the_log_refuses_rewrites_through_any_session(
+        self, clean: PgDatabase, statement: str
+    ) -> None:
+        """The log's triggers are the database's own: another session cannot rewrite it."""
         store = PostgresMetadataStore(clean.url)
         try:
             store.migrate()
-            entry = entry_of(store, upload(store, make_document()))
+            doc = upload(store, make_document())
+            upload(store, make_document())
+            store.integrate_leaves(256, BASE)
+            head = store.ledger_head()
+            store.add_checkpoint(SignedCheckpoint(head.size, head.tree.root(), "note\n", BASE))
         finally:
             store.close()
+        before = leaves(clean)
 
-        with pytest.raises(psycopg.Error, match="append-only"):
+        with pytest.raises(psycopg.Error, match=r"append-only|only grow"):
             clean.query(statement)
-        assert ledger(clean) == [entry]
+
+        assert leaves(clean) == before
+        assert before[0] == (doc.id, "registered", 0)
 
     def test_sizes_beyond_two_gib_are_recorded(
         self, clean: PgDatabase, stores: Callable[..., PostgresMetadataStore]
@@ -463,7 +464,7 @@ class TestSeedEraDatabase:
         assert archive_entity(store, entity_id, "evt-seed") is None
         assert store.find_active_duplicate(entity_id, sha) is None
         fresh = upload(store, make_document(entity_id=entity_id, sha256_hash=sha))
-        assert entry_of(store, fresh).seq == 1
+        assert store.registered_leaf(fresh.id) is not None
 
     def test_enum_columns_become_the_seeds_varchars(
         self,
@@ -535,25 +536,36 @@ class TestAcrossProcesses:
         assert len(winners) == 1
         assert len(losers) == 19
         assert {loser.existing_document_id for loser in losers} == {winners[0].id}
-        assert [e.document_id for e in ledger(clean)] == [winners[0].id]
+        assert leaves(clean) == [(winners[0].id, "registered", None)]
 
-    def test_distinct_uploads_keep_one_chain(
+    def test_two_processes_integrate_into_one_tree(
         self, clean: PgDatabase, two_stores: list[PostgresMetadataStore]
     ) -> None:
-        """Fifty uploads racing over two stores give one chain, seq 1..50, each link sound."""
-        docs = [make_document() for _ in range(50)]
+        """Uploads and integrations racing over two stores: every leaf one index, no gap."""
+        docs = [make_document() for _ in range(60)]
 
-        outcomes = race([partial(upload, two_stores[i % 2], doc) for i, doc in enumerate(docs)])
+        def integrate(store: PostgresMetadataStore) -> int:
+            return store.integrate_leaves(7, BASE).added
 
-        entries = ledger(clean)
-        assert all(isinstance(o, Document) for o in outcomes)
-        assert [e.seq for e in entries] == list(range(1, 51))
-        predecessors: list[LedgerEntry | None] = [None, *entries[:-1]]
-        assert all(entry_is_consistent(e, p) for e, p in zip(entries, predecessors, strict=True))
-        by_document = {e.document_id: e for e in entries}
-        assert {
-            o.id: o.on_chain_reference for o in outcomes if isinstance(o, Document)
-        } == {doc_id: e.reference for doc_id, e in by_document.items()}
+        outcomes = race(
+            [partial(upload, two_stores[i % 2], doc) for i, doc in enumerate(docs)]
+            + [partial(integrate, two_stores[i % 2]) for i in range(12)]
+        )
+        assert all(isinstance(o, Document | int) for o in outcomes)
+        while two_stores[0].integrate_leaves(7, BASE).added:
+            pass
+
+        indexes = sorted(index for _, _, index in leaves(clean))
+        assert indexes == list(range(60))
+        head = two_stores[1].ledger_head()
+        assert head.size == 60
+        by_index = {index: doc_id for doc_id, _, index in leaves(clean)}
+        expected = CompactRange()
+        for index in range(60):
+            found = two_stores[0].registered_leaf(by_index[index])
+            assert found is not None and found.leaf_index == index
+            expected, _ = expected.append(leaf_hash(found.leaf))
+        assert head.tree == expected
 
     def test_concurrent_claims_never_share_a_row(
         self, two_stores: list[PostgresMetadataStore]

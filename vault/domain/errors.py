@@ -99,6 +99,14 @@ class DocumentNotFound(VaultError, LookupError):
         super().__init__(f"Document {document_id} not found")
 
 
+class LedgerNotFound(VaultError, LookupError):
+    """A tile, entry bundle or leaf the log does not hold (yet)."""
+
+    status = 404
+    error_code = "NOT_FOUND"
+    title = "Not Found"
+
+
 class Forbidden(VaultError, PermissionError):
     status = 403
     error_code = "UNAUTHORIZED_ACCESS"

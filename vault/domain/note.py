@@ -27,11 +27,14 @@ from collections.abc import Iterable
 
 import attrs
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+
+from vault.domain.errors import ConfigError
 
 SIGNATURE_TYPE_ED25519 = 0x01
 MAX_SIGNATURES = 100
@@ -322,3 +325,21 @@ def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> Note:
     if not verified:
         raise UnverifiedNote("note has no signature by a known key")
     return Note(text=text, signatures=tuple(verified.values()), unverified=tuple(unverified))
+
+
+def load_signing_key(pem: str, variable: str) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``pem`` (PKCS#8, unencrypted).
+
+    A PEM pasted into one line with literal ``\\n`` separators is accepted.
+    Raises ``ConfigError`` naming ``variable`` for anything else.
+    """
+    text = pem.strip()
+    if "\n" not in text and "\\n" in text:
+        text = text.replace("\\n", "\n")
+    try:
+        key = serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(variable, "not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(variable, "not an Ed25519 private key")
+    return key

@@ -19,9 +19,8 @@ locks that serialise writers across processes, a few fragments
 *Locking*, where the reasoning lives in the query it protects:
 
 - the duplicate guard is the primary key of ``document_hash_claims``;
-- ledger appends call ``_lock_ledger`` before reading the chain's head
-  (SQLite: the transaction's write lock already serialises every writer;
-  PostgreSQL: a transaction-level advisory lock);
+- a change writes its log leaf pending and takes no log lock; integration
+  (``ledger.py``) locks the tree row, one batch at a time;
 - cascade batches of one event call ``_lock_cascade`` before checking
   ``processed_events``;
 - a row a transaction is about to change is read ``{for_update}``, and
@@ -46,7 +45,8 @@ from typing import Final
 import attrs
 
 from vault.adapters.stores import queries as q
-from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, SqlOutbox, insert_events
+from vault.adapters.stores.ledger import SqlLedger, insert_leaves
+from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, insert_events
 from vault.adapters.stores.rows import (
     as_datetime,
     as_uuid,
@@ -57,7 +57,9 @@ from vault.adapters.stores.rows import (
 from vault.adapters.stores.sql import Dialect, Session, chunks
 from vault.domain import lifecycle
 from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
-from vault.domain.ledger import entry_hash_from_reference, next_entry
+from vault.domain.leaf import LeafKind
+from vault.domain.ledger import entry_hash_from_reference
+from vault.domain.log import PendingLeaf, leaf_for, reference_of
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
 from vault.ports import CascadeBatch, EventsFor, PageCursor
 
@@ -66,16 +68,12 @@ CLAIM_ATTEMPTS: Final = 3
 between the conflict and the look-up."""
 
 
-class SqlMetadataStore(SqlOutbox):
+class SqlMetadataStore(SqlLedger):
     """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
 
     dialect: Dialect
 
     # -- what a dialect supplies -------------------------------------------
-
-    def _lock_ledger(self, db: Session) -> None:
-        """Hold the ledger's head until commit, against every other writer."""
-        raise NotImplementedError
 
     def _lock_cascade(self, db: Session, event_id: str) -> None:
         """Hold ``event_id``'s cascade until commit, against every other delivery."""
@@ -98,21 +96,12 @@ class SqlMetadataStore(SqlOutbox):
         with self._transaction("record_upload") as db:
             if unique_hash:
                 _claim_hash(db, doc)
-            # The head must be read by a statement that starts after the lock
-            # is granted: in READ COMMITTED each statement takes its snapshot
-            # when it starts, so reading in the locking statement could miss
-            # the entry the previous holder just committed. Pipelined, the two
-            # statements still run one after the other, in one round trip.
-            with db.pipeline():
-                self._lock_ledger(db)
-                head = db.one(q.LEDGER_HEAD)
-            previous = None if head is None else ledger_entry_from_row(head)
-            entry = next_entry(previous, doc.id, doc.sha256_hash, doc.created_at)
-            stored = attrs.evolve(doc, on_chain_reference=entry.reference)
+            registered = leaf_for(doc, LeafKind.REGISTERED, doc.created_at)
+            leaf = PendingLeaf.of(registered, doc.created_at)
+            stored = attrs.evolve(doc, on_chain_reference=reference_of(leaf.leaf))
             outbox = events(stored)
-            # The lock is held until commit: its writes go in one round trip.
             with db.pipeline():
-                db.execute(q.LEDGER_INSERT, **attrs.asdict(entry))
+                insert_leaves(db, [leaf])
                 db.execute(q.DOCUMENT_INSERT, **document_values(stored))
                 insert_events(db, outbox)
         return stored
@@ -174,11 +163,13 @@ class SqlMetadataStore(SqlOutbox):
         document_id: uuid.UUID,
         *,
         status: DocumentStatus,
+        calculated_hash: str | None,
         verified_by: uuid.UUID | None,
         verified_at: datetime,
         events: EventsFor,
     ) -> Document:
         status = DocumentStatus(status)
+        kind = LeafKind.VERIFIED if status is DocumentStatus.VERIFIED else LeafKind.MISMATCH
         with self._transaction("record_verification") as db:
             current = _load_document(db, document_id, for_update=True)
             updated = lifecycle.verified(current, status, verified_by, verified_at)
@@ -189,6 +180,9 @@ class SqlMetadataStore(SqlOutbox):
                 at=verified_at,
                 id=document_id,
             )
+            sha256 = calculated_hash if kind is LeafKind.MISMATCH else None
+            insert_leaves(db, [PendingLeaf.of(leaf_for(current, kind, verified_at, sha256),
+                                              verified_at)])
             insert_events(db, events(updated))
         return updated
 
@@ -207,6 +201,7 @@ class SqlMetadataStore(SqlOutbox):
                 return current, False
             db.execute(q.ARCHIVE, archived_by=archived_by, at=archived_at, id=document_id)
             db.execute(q.CLAIM_RELEASE, document_id=document_id)
+            insert_leaves(db, [_archived_leaf(current, archived_at)])
             insert_events(db, events(updated))
         return updated, True
 
@@ -248,6 +243,7 @@ class SqlMetadataStore(SqlOutbox):
             # Only the claims of the documents archived here; the entity's
             # other live documents keep their guard until their batch.
             db.many(q.CLAIM_RELEASE, [{"document_id": doc.id} for doc in archived])
+            insert_leaves(db, [_archived_leaf(doc, archived_at) for doc in archived])
             insert_events(db, [event for doc in archived for event in events(doc)])
             finished = db.one(q.LIVE_LEFT, entity_id=entity_id) is None
             if finished:
@@ -262,6 +258,10 @@ class SqlMetadataStore(SqlOutbox):
                     entity_type=entity_type,
                 )
         return CascadeBatch(archived=len(archived), finished=finished)
+
+
+def _archived_leaf(doc: Document, at: datetime) -> PendingLeaf:
+    return PendingLeaf.of(leaf_for(doc, LeafKind.ARCHIVED, at), at)
 
 
 def _load_document(db: Session, document_id: uuid.UUID, *, for_update: bool = False) -> Document:

@@ -26,10 +26,10 @@ explicit transaction (READ COMMITTED) that rolls back on any error.
   (entity_id, sha256_hash): ``INSERT … ON CONFLICT DO NOTHING RETURNING``
   admits one live document per pair; a loser waits for the winner's commit
   and names it in ``DuplicateDocument``;
-- ledger appends take a transaction-level advisory lock (``_lock_ledger``)
-  and read the chain's head in a statement that starts after the lock is
-  held, so two uploads never extend the same head (``seq`` is also the
-  primary key, a second line of defence);
+- log integration locks the tree row ``FOR UPDATE`` and reads the pending
+  leaves in a statement that starts after the lock is held, so two
+  processes never extend the same tree twice (``leaf_index`` is also
+  unique, a second line of defence); a change writes its leaf without it;
 - ``claim_outbox`` locks its rows with ``FOR UPDATE SKIP LOCKED`` and leases
   them in the same statement, so two publishers never get one row;
 - ``archive_entity`` batches of one event take a transaction-level advisory
@@ -52,7 +52,7 @@ import contextlib
 import enum
 import hashlib
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
@@ -63,6 +63,7 @@ from psycopg_pool import ConnectionPool
 
 from vault.adapters.stores import postgres_schema
 from vault.adapters.stores.core import SqlMetadataStore
+from vault.adapters.stores.ledger import open_log
 from vault.adapters.stores.postgres_url import ConnectionSettings, connection_settings
 from vault.adapters.stores.sql import Q, Session
 from vault.domain.errors import StoreUnavailable
@@ -74,11 +75,9 @@ POOL_TIMEOUT_SECONDS: Final = 5.0
 """How long a call waits for a connection before ``StoreUnavailable``."""
 
 # Advisory lock keys (bigint, database-wide): the ASCII of a short name.
-LEDGER_LOCK_KEY: Final = int.from_bytes(b"vaultLDG", "big")
 # The two-key form (its own key space): this class, and a hash of the event id.
 CASCADE_LOCK_CLASS: Final = int.from_bytes(b"vEVT", "big")
 
-LEDGER_LOCK = Q("SELECT pg_advisory_xact_lock($key)")
 CASCADE_LOCK = Q("SELECT pg_advisory_xact_lock($lock_class, $key)")
 
 
@@ -165,7 +164,10 @@ class PostgresMetadataStore(SqlMetadataStore):
     def migrate(self) -> None:
         """Create or upgrade the schema; safe to run any number of times, at once."""
         with _pg_errors("migrate"), self._raw_transaction() as cur:
-            postgres_schema.migrate(cur)
+            first_log_migration = postgres_schema.migrate(cur)
+            # The log opens with the hash chain's entries, once.
+            open_log(Session(cur, self.dialect), datetime.now(UTC),
+                     first_migration=first_log_migration)
 
     def size_limit(self) -> int:
         """What ``size_bytes``'s type holds: BIGINT once migrated, INTEGER before."""
@@ -196,9 +198,6 @@ class PostgresMetadataStore(SqlMetadataStore):
     def _transaction(self, operation: str) -> Iterator[Session]:
         with _pg_errors(operation), self._raw_transaction() as cur:
             yield Session(cur, self.dialect, cur.connection.pipeline)
-
-    def _lock_ledger(self, db: Session) -> None:
-        db.execute(LEDGER_LOCK, key=LEDGER_LOCK_KEY)
 
     def _lock_cascade(self, db: Session, event_id: str) -> None:
         db.execute(CASCADE_LOCK, lock_class=CASCADE_LOCK_CLASS, key=_cascade_lock_key(event_id))

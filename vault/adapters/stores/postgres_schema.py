@@ -17,6 +17,13 @@ the native types ``documententitytype``, ``documenttype`` and
 ``VARCHAR`` definitions (``ALTER COLUMN … TYPE VARCHAR(n) USING col::text``),
 as the seed's own note asks, so every query compares text with text. The
 enum types themselves are left in place.
+
+*The verifiable log* (``ledger_leaves``, ``ledger_tiles``, ``ledger_tree``,
+``ledger_checkpoints``): triggers let a leaf change once, from pending to
+its index, a tile only grow until it is full, and nothing else; DELETE and
+TRUNCATE are refused on all three. ``ledger_entries``, the hash chain of the
+release before the log, is kept append-only and read once by ``migrate``
+(schema version 2) to open the log.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from typing import Final
 import psycopg
 from psycopg.rows import DictRow
 
-SCHEMA_VERSION: Final = 1
+from vault.domain.log import FULL_TILE_BYTES
+
+SCHEMA_VERSION: Final = 2
 
 MIGRATE_LOCK_KEY: Final = int.from_bytes(b"vaultMIG", "big")
 """Advisory lock key (bigint, database-wide): the ASCII of a short name."""
@@ -191,6 +200,113 @@ _SERVICE_SCHEMA: Final[tuple[str, ...]] = (
     CREATE INDEX IF NOT EXISTS ix_outbox_delivered ON outbox (delivered_at)
         WHERE delivered_at IS NOT NULL
     """,
+    # The verifiable log. Pending leaves (no index yet) are found by the
+    # partial index, in the order they were written.
+    """
+    CREATE TABLE IF NOT EXISTS ledger_leaves (
+        seq BIGSERIAL PRIMARY KEY,
+        document_id UUID NOT NULL,
+        kind VARCHAR(16) NOT NULL,
+        leaf BYTEA NOT NULL,
+        leaf_hash VARCHAR(64) NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        leaf_index BIGINT UNIQUE
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_ledger_leaves_pending ON ledger_leaves (seq)
+        WHERE leaf_index IS NULL
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_ledger_leaves_document ON ledger_leaves (document_id, kind)
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ledger_tiles (
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hashes BYTEA NOT NULL,
+        PRIMARY KEY (level, idx)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ledger_tree (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        log_id TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        edge BYTEA NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+        size BIGINT PRIMARY KEY,
+        root_hash BYTEA NOT NULL,
+        note TEXT NOT NULL,
+        signed_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE OR REPLACE FUNCTION vault_ledger_leaves_guard() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND OLD.leaf_index IS NULL AND NEW.leaf_index IS NOT NULL
+           AND NEW.seq = OLD.seq AND NEW.document_id = OLD.document_id
+           AND NEW.kind = OLD.kind AND NEW.leaf = OLD.leaf
+           AND NEW.leaf_hash = OLD.leaf_hash AND NEW.created_at = OLD.created_at THEN
+            RETURN NEW;
+        END IF;
+        RAISE EXCEPTION 'ledger_leaves is append-only'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END
+    $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION vault_ledger_tiles_guard() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND length(OLD.hashes) < {FULL_TILE_BYTES}
+           AND NEW.level = OLD.level AND NEW.idx = OLD.idx
+           AND length(NEW.hashes) > length(OLD.hashes)
+           AND substring(NEW.hashes FROM 1 FOR length(OLD.hashes)) = OLD.hashes THEN
+            RETURN NEW;
+        END IF;
+        RAISE EXCEPTION 'ledger_tiles only grow'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END
+    $$
+    """,
+    """
+    CREATE OR REPLACE FUNCTION vault_ledger_checkpoints_guard() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'ledger_checkpoints is append-only'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END
+    $$
+    """,
+    *(
+        f"""
+        DO $$
+        BEGIN
+            IF NOT EXISTS (
+                SELECT 1 FROM pg_trigger
+                WHERE tgrelid = '{table}'::regclass AND tgname = '{table}_guard'
+            ) THEN
+                CREATE TRIGGER {table}_guard BEFORE UPDATE OR DELETE ON {table}
+                    FOR EACH ROW EXECUTE FUNCTION vault_{table}_guard();
+            END IF;
+            IF NOT EXISTS (
+                SELECT 1 FROM pg_trigger
+                WHERE tgrelid = '{table}'::regclass AND tgname = '{table}_no_truncate'
+            ) THEN
+                CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                    FOR EACH STATEMENT EXECUTE FUNCTION vault_{table}_guard();
+            END IF;
+        END
+        $$
+        """
+        for table in ("ledger_leaves", "ledger_tiles", "ledger_checkpoints")
+    ),
     """
     CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -200,13 +316,14 @@ _SERVICE_SCHEMA: Final[tuple[str, ...]] = (
 )
 
 
-def migrate(cur: psycopg.Cursor[DictRow]) -> None:
+def migrate(cur: psycopg.Cursor[DictRow]) -> bool:
     """Create or upgrade the schema, inside the caller's transaction.
 
     Also safe on a database created from the seed's SQL: its tables are
     kept, enum-typed columns become the seed's VARCHARs, the seed's INTEGER
     ``size_bytes`` becomes BIGINT, and its live documents get their
-    duplicate-guard claims.
+    duplicate-guard claims. True when this run applied schema 2 (the log),
+    so the caller opens the log with the hash chain's entries.
     """
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
     for statement in _SEED_SCHEMA:
@@ -215,12 +332,15 @@ def migrate(cur: psycopg.Cursor[DictRow]) -> None:
     _widen_size_bytes(cur)
     for statement in _SERVICE_SCHEMA:
         cur.execute(statement)
-    cur.execute(
-        "INSERT INTO schema_version (version) VALUES (%s)"
-        " ON CONFLICT (version) DO NOTHING RETURNING version",
-        (SCHEMA_VERSION,),
-    )
-    if cur.fetchone() is not None:
+    applied: dict[int, bool] = {}
+    for version in range(1, SCHEMA_VERSION + 1):
+        cur.execute(
+            "INSERT INTO schema_version (version) VALUES (%s)"
+            " ON CONFLICT (version) DO NOTHING RETURNING version",
+            (version,),
+        )
+        applied[version] = cur.fetchone() is not None
+    if applied[1]:
         # A database created by the service this one replaces holds
         # documents but no claims: give its live documents their guard,
         # the oldest of each (entity, hash) holding it.
@@ -231,6 +351,7 @@ def migrate(cur: psycopg.Cursor[DictRow]) -> None:
             " ORDER BY entity_id, sha256_hash, created_at, id"
             " ON CONFLICT (entity_id, sha256_hash) DO NOTHING"
         )
+    return applied[2]
 
 
 def _convert_enum_columns(cur: psycopg.Cursor[DictRow]) -> None:

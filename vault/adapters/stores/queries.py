@@ -46,13 +46,10 @@ CLAIM_HOLDER = Q(
 CLAIM_RELEASE = Q("DELETE FROM document_hash_claims WHERE document_id = $document_id")
 
 _LEDGER = ", ".join(LEDGER_COLUMNS)
-LEDGER_HEAD = Q(f"SELECT {_LEDGER} FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+# The hash chain of the release before the log, read to check the
+# references of the documents it registered.
 LEDGER_BY_HASH = Q(f"SELECT {_LEDGER} FROM ledger_entries WHERE entry_hash = $entry_hash")
 LEDGER_BY_SEQ = Q(f"SELECT {_LEDGER} FROM ledger_entries WHERE seq = $seq")
-LEDGER_INSERT = Q(
-    f"INSERT INTO ledger_entries ({_LEDGER})"
-    f" VALUES ({', '.join('$' + column for column in LEDGER_COLUMNS)})"
-)
 
 VERIFICATION = Q(
     "UPDATE documents SET status = $status, verified_by = $verified_by,"

@@ -16,10 +16,10 @@ and foreign keys on.
 IMMEDIATE`` transaction, so writers queue on SQLite's write lock instead of
 failing half-way, and a read made inside the transaction cannot be
 overtaken by another writer, in this process or another one sharing the
-file. That lock is also what serialises ledger appends and cascade
-batches: the core's ``_lock_ledger`` and ``_lock_cascade`` have nothing
-left to do here, and ``{for_update}`` / ``{skip_locked}`` are empty. Any
-error rolls the transaction back.
+file. That lock is also what serialises log integration and cascade
+batches: the core's ``_lock_cascade`` has nothing left to do here, and
+``{for_update}`` / ``{skip_locked}`` are empty. Any error rolls the
+transaction back.
 
 *Errors*: no ``sqlite3`` exception leaves a public method; driver errors
 become ``StoreUnavailable``.
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from vault.adapters.stores.core import SqlMetadataStore
+from vault.adapters.stores.ledger import open_log
 from vault.adapters.stores.sql import Session
 from vault.adapters.stores.sqlite_schema import SCHEMA, SCHEMA_VERSION
 from vault.domain.errors import StoreUnavailable
@@ -107,12 +108,17 @@ class SQLiteMetadataStore(SqlMetadataStore):
         with _sqlite_errors("migrate"), self._begin_immediate() as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
-            newly_applied = conn.execute(
-                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
-                " ON CONFLICT (version) DO NOTHING",
-                (SCHEMA_VERSION, encode_timestamp(datetime.now(UTC))),
-            ).rowcount
-            if newly_applied:
+            now = datetime.now(UTC)
+            applied = {
+                version: conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
+                    " ON CONFLICT (version) DO NOTHING",
+                    (version, encode_timestamp(now)),
+                ).rowcount
+                == 1
+                for version in range(1, SCHEMA_VERSION + 1)
+            }
+            if applied[1]:
                 # A database created by the service this one replaces holds
                 # documents but no claims: give its live documents their guard.
                 conn.execute(
@@ -122,6 +128,8 @@ class SQLiteMetadataStore(SqlMetadataStore):
                     " ORDER BY created_at, id"
                     " ON CONFLICT (entity_id, sha256_hash) DO NOTHING"
                 )
+            # The log opens with the hash chain's entries, once.
+            open_log(Session(conn.cursor(), self.dialect), now, first_migration=applied[2])
 
     def size_limit(self) -> int:
         """SQLite's INTEGER holds any 64-bit signed value."""
@@ -155,9 +163,6 @@ class SQLiteMetadataStore(SqlMetadataStore):
     def _transaction(self, operation: str) -> Iterator[Session]:
         with _sqlite_errors(operation), self._begin_immediate() as conn:
             yield Session(conn.cursor(), self.dialect)
-
-    def _lock_ledger(self, db: Session) -> None:
-        """Nothing to take: ``BEGIN IMMEDIATE`` holds the only write lock."""
 
     def _lock_cascade(self, db: Session, event_id: str) -> None:
         """Nothing to take: ``BEGIN IMMEDIATE`` holds the only write lock."""

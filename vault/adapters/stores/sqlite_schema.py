@@ -2,14 +2,24 @@
 
 Column for column the same tables as ``postgres_schema.py``, in SQLite's
 types: UUIDs and timestamps as text (see ``sqlite.py``'s encoding), JSON as
-text. The ledger's triggers refuse UPDATE and DELETE.
+text. The ledger's triggers refuse UPDATE and DELETE (SQLite has no
+TRUNCATE: an unqualified DELETE runs the row triggers when there are any).
+
+The verifiable log (``ledger_leaves``, ``ledger_tiles``, ``ledger_tree``,
+``ledger_checkpoints``): a leaf may change once, from pending to its index,
+and never otherwise; a tile may only grow (the new hashes start with the
+old ones) until it is full, then never changes; checkpoints never change.
+``ledger_entries`` is the hash chain of the release before the log: kept,
+append-only, and read by ``migrate`` once to open the log.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+from vault.domain.log import FULL_TILE_BYTES
+
+SCHEMA_VERSION: Final = 2
 
 NOW_TEXT: Final = "(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'))"
 
@@ -147,6 +157,101 @@ SCHEMA: Final[tuple[str, ...]] = (
     """
     CREATE INDEX IF NOT EXISTS ix_outbox_delivered ON outbox (delivered_at)
         WHERE delivered_at IS NOT NULL
+    """,
+    # The verifiable log. Pending leaves (no index yet) are found by the
+    # partial index, in the order they were written.
+    """
+    CREATE TABLE IF NOT EXISTS ledger_leaves (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id TEXT NOT NULL,
+        kind VARCHAR(16) NOT NULL,
+        leaf BLOB NOT NULL,
+        leaf_hash VARCHAR(64) NOT NULL,
+        created_at TEXT NOT NULL,
+        leaf_index INTEGER UNIQUE
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_ledger_leaves_pending ON ledger_leaves (seq)
+        WHERE leaf_index IS NULL
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS ix_ledger_leaves_document ON ledger_leaves (document_id, kind)
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS ledger_leaves_no_update
+    BEFORE UPDATE ON ledger_leaves
+    WHEN NOT (OLD.leaf_index IS NULL AND NEW.leaf_index IS NOT NULL
+              AND NEW.seq = OLD.seq AND NEW.document_id = OLD.document_id
+              AND NEW.kind = OLD.kind AND NEW.leaf = OLD.leaf
+              AND NEW.leaf_hash = OLD.leaf_hash AND NEW.created_at = OLD.created_at)
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger_leaves is append-only');
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS ledger_leaves_no_delete
+    BEFORE DELETE ON ledger_leaves
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger_leaves is append-only');
+    END
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ledger_tiles (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hashes BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    )
+    """,
+    f"""
+    CREATE TRIGGER IF NOT EXISTS ledger_tiles_only_grow
+    BEFORE UPDATE ON ledger_tiles
+    WHEN length(OLD.hashes) >= {FULL_TILE_BYTES}
+         OR NEW.level <> OLD.level OR NEW.idx <> OLD.idx
+         OR length(NEW.hashes) <= length(OLD.hashes)
+         OR substr(NEW.hashes, 1, length(OLD.hashes)) <> OLD.hashes
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger_tiles only grow');
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS ledger_tiles_no_delete
+    BEFORE DELETE ON ledger_tiles
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger_tiles only grow');
+    END
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ledger_tree (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        log_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        edge BLOB NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+        size INTEGER PRIMARY KEY,
+        root_hash BLOB NOT NULL,
+        note TEXT NOT NULL,
+        signed_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_no_update
+    BEFORE UPDATE ON ledger_checkpoints
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger_checkpoints is append-only');
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_no_delete
+    BEFORE DELETE ON ledger_checkpoints
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger_checkpoints is append-only');
+    END
     """,
     """
     CREATE TABLE IF NOT EXISTS schema_version (
