@@ -1,5 +1,5 @@
 """Prometheus metrics: request latency by route and status, each actor's counters,
-and the outbox per destination.
+the outbox per destination and the ledger's tree.
 
 Actor and outbox figures are read from the actors' health records at scrape
 time (the publishers keep theirs in ``extra["backlog"]``), so the actors
@@ -96,6 +96,35 @@ class _OutboxCollector(Collector):
         yield from (pending, parked, oldest, delivered, failed, pruned)
 
 
+class _LedgerCollector(Collector):
+    """The log's figures, from the ledger actor's health (as of its last cycle)."""
+
+    def __init__(self, health: Callable[[], list[ActorHealth]]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        for h in self.health():
+            if h.name != "ledger" or "tree_size" not in h.extra:
+                continue
+            tree, signed = h.extra["tree_size"], h.extra["checkpoint_size"]
+            yield GaugeMetricFamily(
+                "vault_ledger_tree_size", "Leaves integrated into the tree", value=tree
+            )
+            yield GaugeMetricFamily(
+                "vault_ledger_pending_leaves", "Leaves written but not yet integrated",
+                value=h.extra["pending"],
+            )
+            yield GaugeMetricFamily(
+                "vault_ledger_checkpoint_size", "Tree size of the latest signed checkpoint",
+                value=signed,
+            )
+            yield GaugeMetricFamily(
+                "vault_ledger_unsigned_leaves",
+                "Integrated leaves no signed checkpoint covers yet (stays up after a refused fork)",
+                value=max(0, tree - signed),
+            )
+
+
 class _PeakMemoryCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -112,6 +141,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self.registry.register(_ActorCollector(health))
         self.registry.register(_OutboxCollector(health))
+        self.registry.register(_LedgerCollector(health))
         self.registry.register(_PeakMemoryCollector())
         self.request_seconds = Histogram(
             "vault_http_request_duration_seconds",

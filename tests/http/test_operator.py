@@ -6,10 +6,12 @@ from typing import Any, NoReturn
 from uuid import uuid4
 
 import pytest
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 from quart.typing import TestClientProtocol as Client
 
-from actors.runtime import ActorState
+from actors.ledger import LogState, Publish
+from actors.runtime import ActorState, ask
 from actors.system import Vault
 from tests.http.helpers import list_path, problem, quiesce, uploaded
 from tests.polling import eventually
@@ -214,6 +216,26 @@ class TestMetrics:
             assert by_destination[("vault_outbox_parked", destination)] == 0
             assert by_destination[("vault_outbox_oldest_pending_age_seconds", destination)] == 0
         assert by_destination[("vault_outbox_delivered_total", "integrity_alerts")] == 0
+
+    async def test_ledger_figures(self, client: Client, vault: Vault) -> None:
+        """The tree's size, what waits to be integrated and what no checkpoint covers yet."""
+        await uploaded(client)
+        await uploaded(client)
+        await ask(vault.ledger, Publish, deadline=trio.current_time() + 5, returns=LogState)
+        await uploaded(client)
+
+        def integrated() -> bool:
+            return vault.ledger.health.extra.get("tree_size") == 3
+
+        await eventually(integrated, "the third leaf to be integrated")
+        samples = _samples(await (await client.get("/metrics")).get_data(as_text=True))
+        ledger = {name: value for name, _, value in samples if name.startswith("vault_ledger_")}
+        assert ledger == {
+            "vault_ledger_tree_size": 3,
+            "vault_ledger_pending_leaves": 0,
+            "vault_ledger_checkpoint_size": 2,
+            "vault_ledger_unsigned_leaves": 1,
+        }
 
     async def test_request_latency_by_route_and_status(self, client: Client) -> None:
         """Each answered request is counted under its route template and status."""

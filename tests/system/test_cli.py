@@ -52,6 +52,8 @@ class TestCheckConfig:
             ("PORT", "abc", "PORT"),
             ("PRESIGNED_URL_EXPIRATION_SECONDS", "4000", "PRESIGNED_URL_EXPIRATION_SECONDS"),
             ("ENVIRONMENT", "prod", "JWT_PUBLIC_KEY"),
+            ("LEDGER_SIGNING_KEY", "-----BEGIN PRIVATE KEY-----", "LEDGER_SIGNING_KEY"),
+            ("LEDGER_ORIGIN", "two words", "LEDGER_ORIGIN"),
         ],
     )
     def test_bad_value_is_one_line_naming_the_variable(

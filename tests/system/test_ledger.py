@@ -3,16 +3,31 @@ check its receipts and checkpoints with nothing but the public key."""
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.pg import PgDatabase
 from tests.polling import eventually_sync
-from tests.system.service import Server, actor, pdf, post_upload, run_cli, vault_env
+from tests.system.service import (
+    Server,
+    StartServer,
+    actor,
+    pdf,
+    post_upload,
+    run_cli,
+    vault_env,
+)
+from vault.domain.checkpoint import checkpoint_body, open_checkpoint
+from vault.domain.merkle import verify_consistency
+from vault.domain.note import Verifier
 
 pytestmark = pytest.mark.system
 
@@ -112,3 +127,56 @@ def test_the_monitor_follows_the_server(server: Server, tmp_path: Path) -> None:
         "--proof", str(tmp_path / "proof.json"), "--key", str(key_file), env=offline,
     )
     assert backwards.returncode == 1
+
+
+def test_two_processes_on_one_database_sign_one_history(
+    start_server: StartServer, pg_database: PgDatabase
+) -> None:
+    """Two servers on one PostgreSQL database, uploading at once: one tree, no gap, and
+    every checkpoint either of them signed extends the one before it."""
+    pg_database.truncate_all(keep=("schema_version",))
+    servers = [start_server(DATABASE_URL=pg_database.url) for _ in range(2)]
+    headers = actor("admin")
+
+    def upload_many(server: Server) -> list[str]:
+        with server.client() as client:
+            return [
+                post_upload(client, headers, uuid.uuid4(), pdf(2_000)).json()["id"]
+                for _ in range(15)
+            ]
+
+    with ThreadPoolExecutor(2) as pool:
+        ids = [doc for batch in pool.map(upload_many, servers) for doc in batch]
+    assert len(set(ids)) == 30
+
+    clients = [server.client() for server in servers]
+
+    def covered() -> bool:
+        answers = [client.get("/api/v1/ledger/checkpoint") for client in clients]
+        return all(
+            answer.status_code == 200 and checkpoint_body(answer.text).size == 30
+            for answer in answers
+        )
+
+    try:
+        eventually_sync(covered, "both servers to serve a checkpoint of all 30 leaves")
+        keys = [client.get("/api/v1/ledger/key").text.strip() for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+    key = Verifier.parse(keys[0])
+    assert keys[1] == keys[0]
+    rows = pg_database.query("SELECT size, note FROM ledger_checkpoints ORDER BY size")
+    indexes = pg_database.query("SELECT leaf_index FROM ledger_leaves ORDER BY leaf_index")
+    assert [row[0] for row in indexes] == list(range(30))
+    signed = [open_checkpoint(note, key) for _, note in rows]
+    assert [cp.size for cp in signed] == [row[0] for row in rows]
+    with servers[1].client() as client:
+        for older, newer in itertools.pairwise(signed):
+            proof = client.get(
+                "/api/v1/ledger/consistency", params={"from": older.size, "to": newer.size}
+            ).json()
+            verify_consistency(
+                older.size, newer.size, [base64.b64decode(h) for h in proof["hashes"]],
+                older.root_hash, newer.root_hash,
+            )

@@ -28,12 +28,14 @@ from vault.domain.log import (
 )
 from vault.domain.merkle import (
     CompactRange,
+    ProofError,
     consistency_nodes,
     consistency_proof,
     inclusion_nodes,
     inclusion_proof,
     leaf_hash,
     root_at,
+    verify_inclusion,
 )
 from vault.domain.models import Document, DocumentStatus, DocumentType, EntityType
 from vault.domain.tiles import TILE_WIDTH, tiles_for_size
@@ -99,9 +101,17 @@ def test_proofs_from_tiles_are_the_reference_proofs(tree: Tree, grown: Grown) ->
         nodes = inclusion_nodes(index, size)
         fetched = {key: tiles[key] for key in tiles_for(nodes)}
         lookup = TileSet(fetched)
-        assert inclusion_proof(index, size, lookup.get_node) == inclusion_proof(
-            index, size, tree.get_node
-        ), (index, size)
+        proof = inclusion_proof(index, size, lookup.get_node)
+        assert proof == inclusion_proof(index, size, tree.get_node), (index, size)
+        leaf, root = tree.levels[0][index], _naive_mth(0, size)
+        verify_inclusion(leaf, index, size, proof, root)
+        if proof:
+            position, bit = rng.randrange(len(proof)), rng.randrange(256)
+            flipped = bytearray(proof[position])
+            flipped[bit // 8] ^= 1 << (bit % 8)
+            bad = [*proof[:position], bytes(flipped), *proof[position + 1:]]
+            with pytest.raises(ProofError):
+                verify_inclusion(leaf, index, size, bad, root)
         size1 = rng.randrange(1, size + 1)
         nodes = consistency_nodes(size1, size)
         lookup = TileSet({key: tiles[key] for key in tiles_for(nodes)})
