@@ -16,6 +16,10 @@ already signed (a consistency proof from the tiles): the actor never
 signs a tree that does not extend what it signed before. A store that
 fails that check is reported in health and nothing is signed.
 
+At start, whatever is pending is integrated and signed before the actor
+reports ready, so the service never serves a log that lags its database;
+at close it integrates and signs once more.
+
 Several processes may run this actor on one database: integration is
 serialised by the store, and a checkpoint of a size already signed is
 kept once (Ed25519 signatures are deterministic, so both wrote the same).
@@ -138,8 +142,11 @@ class LedgerActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Integrate on nudges, sign every ``interval``; sign once more at close."""
         self._latest = await self.backends.in_db(self.backends.store.latest_checkpoint)
-        task_status.started()
+        # What is pending at start (a crash's leftovers, the hash chain a
+        # migration opened the log with) is integrated and signed before the
+        # actor reports ready: the service starts with its log up to date.
         await self.cycle(sign=True)
+        task_status.started()
         next_sign = trio.current_time() + self.interval
         while True:
             batch: list[Integrate | Publish] = []

@@ -20,6 +20,7 @@ import trio
 
 from actors.archiver import Archived, ArchiveDocument, ArchiveEntity, EntityArchived
 from actors.deps import Backends
+from actors.ledger import LogState, Publish
 from actors.publisher import PublishPolicy
 from actors.runtime import Mailbox, Reply, ask
 from actors.system import Sizing, Vault, run_vault
@@ -331,6 +332,11 @@ async def vault_on_sinks(
             await running.stop(5)
     finally:
         await trio.to_thread.run_sync(store.close)
+
+
+async def publish(vault: Vault) -> LogState:
+    """Have the ledger integrate everything pending and sign it now."""
+    return await ask(vault.ledger, Publish, deadline=trio.current_time() + 5, returns=LogState)
 
 
 async def settled(vault: Vault) -> None:

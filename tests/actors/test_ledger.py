@@ -15,10 +15,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from actors.deps import Backends
-from actors.ledger import LogState, Publish
-from actors.runtime import ask
 from actors.system import Sizing, Vault, run_vault
-from tests.actors.helpers import archive, execute_sql, store_document, verify
+from tests.actors.helpers import (
+    archive,
+    execute_sql,
+    publish,
+    store_document,
+    verify,
+)
 from tests.pg import PgDatabase
 from tests.polling import eventually
 from tests.support import pdf_bytes, test_settings
@@ -29,10 +33,6 @@ from vault.domain.merkle import consistency_nodes, consistency_proof, verify_con
 from vault.domain.models import DocumentStatus
 from vault.wiring import open_adapters
 from vault_http.serve import build_backends
-
-
-async def publish(vault: Vault) -> LogState:
-    return await ask(vault.ledger, Publish, deadline=trio.current_time() + 5, returns=LogState)
 
 
 async def test_a_nudge_integrates_without_signing(vault: Vault) -> None:

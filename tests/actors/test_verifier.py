@@ -16,6 +16,7 @@ from tests.actors.helpers import (
     execute_sql,
     object_path,
     outbox,
+    publish,
     store_document,
     verify,
 )
@@ -214,6 +215,7 @@ class TestTamperedRecords:
         """Editing the row, the leaf store, the tree or the checkpoint is a mismatch."""
         doc = await store_document(vault, pdf_bytes(2000))
         await store_document(vault, pdf_bytes(2000))
+        assert (await publish(vault)).tree_size == 2
         assert (await verify(vault, doc.id)).status is DocumentStatus.VERIFIED
         tiles = await vault.backends.in_db(vault.backends.store.ledger_tiles, [(0, 0)])
         tile = tiles[(0, 0)]
