@@ -43,6 +43,10 @@ ledger_api = Blueprint("ledger", __name__, url_prefix="/api/v1")
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 OCTET_STREAM = "application/octet-stream"
+# A tile or bundle path names fixed bytes (a partial one is a prefix of the
+# fuller tile, which only grows), so caches may keep them; the checkpoint
+# moves on and is always revalidated.
+IMMUTABLE = "max-age=31536000, immutable"
 
 
 def _b64(hashes: Iterable[bytes]) -> list[str]:
@@ -78,7 +82,7 @@ async def checkpoint() -> Response:
     latest = await state().vault.log_reads.checkpoint()
     if latest is None:
         raise LedgerNotFound("No checkpoint is signed yet: the log is empty")
-    return Response(latest.note, content_type=TEXT_PLAIN)
+    return Response(latest.note, content_type=TEXT_PLAIN, headers={"Cache-Control": "no-cache"})
 
 
 @ledger_api.get("/ledger/key")
@@ -93,7 +97,9 @@ async def tile(tile_path: str) -> Response:
         # ``tile/entries/...`` is the bundle route's; only a path it cannot take gets here.
         raise LedgerNotFound(f"{tile_path!r} names no hash tile")
     data = await state().vault.log_reads.tile(named.level, named.index, named.width)
-    return Response(data, content_type=OCTET_STREAM)
+    return Response(
+        data, content_type=OCTET_STREAM, headers={"Cache-Control": f"public, {IMMUTABLE}"}
+    )
 
 
 @ledger_api.get("/ledger/consistency")
@@ -114,7 +120,10 @@ async def bundle(bundle_path: str) -> Response:
     named = _parsed(ENTRIES_PREFIX + bundle_path)
     assert isinstance(named, BundleId)  # the entries prefix always parses to a bundle
     data = await state().vault.log_reads.bundle(named.index, named.width)
-    return Response(data, content_type=OCTET_STREAM)
+    # Behind identity: a shared cache must not hand it to someone else.
+    return Response(
+        data, content_type=OCTET_STREAM, headers={"Cache-Control": f"private, {IMMUTABLE}"}
+    )
 
 
 @ledger_api.get("/documents/<document_id>/receipt")

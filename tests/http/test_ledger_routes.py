@@ -148,6 +148,7 @@ class TestCheckpoint:
         text = await response.get_data(as_text=True)
         assert text == signed.note
         assert text.endswith("\n")
+        assert response.headers["Cache-Control"] == "no-cache"  # it moves on
         opened = open_checkpoint(text, await verifier(client))
         assert opened == Checkpoint(vault.log.origin, 2, signed.root_hash)
 
@@ -362,6 +363,11 @@ class TestTiles:
         assert node_hash(node_hash(hashes[0], hashes[1]), hashes[2]) == signed.root_hash
         # A narrower partial tile is the first W hashes of the same tile.
         assert await body_bytes(client, tile_path("0/000.p/2")) == b"".join(hashes[:2])
+        # A tile path names fixed bytes: caches may keep it; a bundle only privately.
+        tile = await client.get(tile_path("0/000.p/3"))
+        assert tile.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        bundle = await client.get(tile_path("entries/000.p/3"), headers=admin)
+        assert bundle.headers["Cache-Control"] == "private, max-age=31536000, immutable"
         assert decode_bundle(
             await body_bytes(client, tile_path("entries/000.p/1"), admin)
         ) == leaves[:1]
