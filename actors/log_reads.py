@@ -30,6 +30,10 @@ from vault.domain.models import Document
 from vault.domain.tiles import TILE_WIDTH, encode_bundle
 from vault.ports import MetadataStore
 
+MAX_LEAVES = 2**63 - 1
+"""No tree is larger (the databases' BIGINT): coordinates beyond it name nothing, and
+are answered without asking the store (its drivers refuse such integers)."""
+
 
 @attrs.frozen
 class Receipt:
@@ -106,7 +110,7 @@ def _receipt(
         if checkpoint is None or leaf.leaf_index is None or leaf.leaf_index >= checkpoint.size:
             return ReceiptPending(retry_after)
     else:
-        checkpoint = store.checkpoint_at(size)
+        checkpoint = None if size > MAX_LEAVES else store.checkpoint_at(size)
         if checkpoint is None:
             raise InvalidRequest.field("query", "size", f"no checkpoint of size {size}")
         if leaf.leaf_index is None or leaf.leaf_index >= size:
@@ -136,6 +140,8 @@ def _consistency(store: MetadataStore, size1: int, size2: int | None) -> Consist
 
 
 def _tile(store: MetadataStore, level: int, index: int, width: int) -> bytes:
+    if index * TILE_WIDTH ** (level + 1) > MAX_LEAVES:
+        raise LedgerNotFound(f"tile {level}/{index} is beyond any tree")
     stored = store.ledger_tiles([(level, index)]).get((level, index))
     found = None if stored is None else tile_bytes(stored, width)
     if found is None:
@@ -145,6 +151,8 @@ def _tile(store: MetadataStore, level: int, index: int, width: int) -> bytes:
 
 def _bundle(store: MetadataStore, index: int, width: int) -> bytes:
     start = index * TILE_WIDTH
+    if start + width > MAX_LEAVES:
+        raise LedgerNotFound(f"entry bundle {index} is beyond any tree")
     leaves = store.ledger_leaves(start, start + width)
     if len(leaves) < width:
         raise LedgerNotFound(f"entry bundle {index} of width {width} is beyond the tree")
