@@ -36,6 +36,11 @@ good) stay until someone looks at them. ``list-parked`` shows them,
 requeue and drop is written to the log, a dropped event with its body, so
 nothing leaves without a trace. ``requeue`` and ``drop`` exit 1 when an id
 is not a parked row (the others are still done).
+
+``witness serve`` runs our own c2sp.org/tlog-witness (the ``witness`` entry
+point of the HTTP layer) and ``witness key`` prints its cosignature verifier
+key, making the key on first use; both read only the ``WITNESS_*`` variables
+(``vault.witness_config``), never the service's configuration.
 """
 
 from __future__ import annotations
@@ -71,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_outbox_commands(commands)
     _add_receipt_commands(commands)
     _add_ledger_commands(commands)
+    _add_witness_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "witness":
+        return _witness(args)
     if args.command in OFFLINE_COMMANDS and getattr(args, "ledger_command", None) != "key":
         return _offline(args)
     try:
@@ -122,14 +130,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _server() -> Callable[[Settings], int] | None:
-    """``vault_http.serve.run`` as the installed package names it; None when it is not there."""
-    found = entry_points(group=SERVER_ENTRY_POINTS, name="serve")
+def _server(name: str = "serve") -> Callable[[Any], int] | None:
+    """``vault_http.serve.run`` (or the entry point ``name``) as the installed package names
+    it; None when it is not there."""
+    found = entry_points(group=SERVER_ENTRY_POINTS, name=name)
     if not found:
         return None
     (entry,) = found
-    run: Callable[[Settings], int] = entry.load()
+    run: Callable[[Any], int] = entry.load()
     return run
+
+
+def _add_witness_commands(commands: Any) -> None:
+    witness = commands.add_parser("witness", help="run our own c2sp.org/tlog-witness")
+    actions = witness.add_subparsers(dest="witness_command", required=True)
+    actions.add_parser("serve", help="answer POST /add-checkpoint until SIGTERM/SIGINT")
+    actions.add_parser("key", help="print the witness's cosignature verifier key")
+
+
+def _witness(args: argparse.Namespace) -> int:
+    """``witness serve`` or ``witness key``, configured by the ``WITNESS_*`` variables."""
+    from vault.adapters.witness_state import load_or_create_cosigner_key
+    from vault.witness_config import WitnessSettings
+
+    try:
+        settings = WitnessSettings.from_env(os.environ)
+        if args.witness_command == "key":
+            key = load_or_create_cosigner_key(settings.key_file, settings.name)
+            print(key.verifier().format())
+            return 0
+        run = _server("witness")
+        if run is None:
+            print("vault: the HTTP layer is not installed; reinstall the package"
+                  " (pip install -e .)", file=sys.stderr)
+            return 2
+        from vault.logs import configure_logging
+
+        configure_logging()
+        return run(settings)
+    except ConfigError as exc:
+        print(f"vault: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _add_outbox_commands(commands: Any) -> None:
