@@ -131,6 +131,9 @@ class PublisherActor:
         drain once more at close."""
         task_status.started()
         await self.drain()
+        # The first prune goes with the first drain: left to the loop, its
+        # due time (now) woke the loop at once for a second, unasked drain.
+        await self.prune()
         while True:
             closed = False
             with trio.move_on_at(self._next_wake()):
