@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import httpx
 
+from vault.adapters.http_answers import bounded_answer
 from vault.domain.errors import DependencyUnavailable
 
 CHECKPOINT_PATH = "/api/v1/ledger/checkpoint"
@@ -60,21 +61,10 @@ class LedgerClient:
 
     def _get(self, path: str, params: dict[str, str]) -> str:
         url = self.base_url + path
-        try:
-            with self._client.stream("GET", url, params=params) as response:
-                if response.status_code != 200:
-                    raise LedgerUnavailable(f"{url} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_ANSWER_BYTES:
-                        raise LedgerUnavailable(
-                            f"{url} answered more than {MAX_ANSWER_BYTES} bytes"
-                        )
-        except httpx.TimeoutException:
-            raise LedgerUnavailable(f"{url} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise LedgerUnavailable(f"cannot fetch {url}: {exc or type(exc).__name__}") from None
+        body = bounded_answer(
+            self._client, "GET", url, limit=MAX_ANSWER_BYTES, error=LedgerUnavailable,
+            unreachable="cannot fetch", params=params,
+        )
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError:

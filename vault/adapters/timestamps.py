@@ -25,6 +25,7 @@ import secrets
 
 import httpx
 
+from vault.adapters.http_answers import bounded_answer
 from vault.domain.errors import DependencyUnavailable
 from vault.domain.timestamp import (
     InvalidTimestamp,
@@ -88,23 +89,8 @@ class TimestampClient:
         return check_response(answer, digest, nonce, self._certs)
 
     def _post(self, request: bytes) -> bytes:
-        url = self.url
-        headers = {"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE}
-        try:
-            with self._client.stream("POST", url, content=request, headers=headers) as response:
-                if response.status_code != 200:
-                    raise TimestampUnavailable(f"{url} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_ANSWER_BYTES:
-                        raise TimestampUnavailable(
-                            f"{url} answered more than {MAX_ANSWER_BYTES} bytes"
-                        )
-        except httpx.TimeoutException:
-            raise TimestampUnavailable(f"{url} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise TimestampUnavailable(
-                f"cannot reach the TSA at {url}: {exc or type(exc).__name__}"
-            ) from None
-        return bytes(body)
+        return bounded_answer(
+            self._client, "POST", self.url, limit=MAX_ANSWER_BYTES, error=TimestampUnavailable,
+            unreachable="cannot reach the TSA at", content=request,
+            headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE},
+        )

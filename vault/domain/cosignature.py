@@ -30,7 +30,6 @@ import hashlib
 from collections.abc import Iterable
 
 import attrs
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -47,7 +46,9 @@ from vault.domain.note import (
     _b64decode,
     _key_parts,
     _split,
+    ed25519_verifies,
     is_valid_key_name,
+    key_string,
 )
 
 SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04
@@ -135,15 +136,10 @@ class CosignerVerifier:
         )
 
     def format(self) -> str:
-        material = bytes([SIGNATURE_TYPE_COSIGNATURE_V1]) + self.public_key
-        return f"{self.name}+{self.key_id:08x}+{base64.b64encode(material).decode()}"
+        return key_string(self.name, self.key_id, SIGNATURE_TYPE_COSIGNATURE_V1, self.public_key)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
-        except (_CryptoInvalidSignature, ValueError):
-            return False
-        return True
+        return ed25519_verifies(self.public_key, message, signature)
 
 
 @attrs.frozen

@@ -121,6 +121,21 @@ def _parse_key_id(text: str) -> int | None:
     return int(text, 16)
 
 
+def key_string(name: str, key_id: int, signature_type: int, public_key: bytes) -> str:
+    """``<name>+<8 hex id>+<base64(type ‖ key)>``: a verifier key string of any type."""
+    material = bytes([signature_type]) + public_key
+    return f"{name}+{key_id:08x}+{base64.b64encode(material).decode()}"
+
+
+def ed25519_verifies(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is the raw Ed25519 key's signature of ``message``."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (_CryptoInvalidSignature, ValueError):
+        return False
+    return True
+
+
 @attrs.frozen
 class Verifier:
     """An Ed25519 verifier key: name, key id and the 32-byte public key."""
@@ -149,15 +164,10 @@ class Verifier:
         return cls(name=name, key_id=declared, public_key=_ed25519_bytes(material, "verifier"))
 
     def format(self) -> str:
-        material = bytes([SIGNATURE_TYPE_ED25519]) + self.public_key
-        return f"{self.name}+{self.key_id:08x}+{base64.b64encode(material).decode()}"
+        return key_string(self.name, self.key_id, SIGNATURE_TYPE_ED25519, self.public_key)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
-        except (_CryptoInvalidSignature, ValueError):
-            return False
-        return True
+        return ed25519_verifies(self.public_key, message, signature)
 
 
 @attrs.frozen
