@@ -19,9 +19,13 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# shellcheck for tests/ops (Debian package); without it that test skips, or fails when CI=true
+# shellcheck for tests/ops and openssl for the local RFC 3161 TSA (Debian packages), ganache
+# for the EVM anchor tests (npm, pinned by tools/ganache/package-lock.json): a test whose
+# tool is missing skips, or fails when CI=true
 tools:
 	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; } || echo "shellcheck not installed: its test will skip (fail under CI=true)" >&2
+	@command -v openssl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; } || echo "openssl not installed: the RFC 3161 tests will skip (fail under CI=true)" >&2
+	@test -x tools/ganache/node_modules/.bin/ganache || npm ci --no-audit --no-fund --prefix tools/ganache || echo "ganache not installed (needs node and npm): the EVM tests will skip (fail under CI=true)" >&2
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

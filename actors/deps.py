@@ -9,6 +9,7 @@ import attrs
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from vault.adapters.blobs.log_mirror import S3LogMirror
 from vault.config import Settings
 from vault.domain.events import Destination
 from vault.ports import BlobStore, EventSink, MetadataStore
@@ -31,6 +32,8 @@ class Backends:
     sinks: dict[Destination, EventSink]
     ledger_key: Ed25519PrivateKey = attrs.field(factory=Ed25519PrivateKey.generate, repr=False)
     """Signs the ledger's checkpoints (``vault.wiring.ledger_signing_key`` in service)."""
+    log_mirror: S3LogMirror | None = None
+    """Where the log's static copy goes (``vault.wiring.log_mirror``), if anywhere."""
     db_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
     blob_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
     sink_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(4))

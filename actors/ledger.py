@@ -24,8 +24,14 @@ Several processes may run this actor on one database: integration is
 serialised by the store, and a checkpoint of a size already signed is
 kept once (Ed25519 signatures are deterministic, so both wrote the same).
 
+Each checkpoint signed goes out (``actors.outside``): to the witnesses,
+which must cosign it before it is published; to a Time-Stamp Authority
+and an EVM chain at their intervals; and to the S3 mirror once published.
+Those run beside the loop in the actor's nursery and never delay signing.
+
 Health: ``extra`` holds ``tree_size``, ``pending``, ``checkpoint_size`` and
-``last_checkpoint_at`` as of the last cycle.
+``last_checkpoint_at`` as of the last cycle; ``published_size``,
+``witnesses``, ``anchors`` and ``mirror`` are read live from the parts.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import structlog
 import trio
 
 from actors.deps import Backends
+from actors.outside import Outside
 from actors.runtime import Mailbox, Reply, answer
 from vault.domain.checkpoint import Checkpoint, signed_checkpoint
 from vault.domain.log import SignedCheckpoint, TileSet, TreeHead, origin_for, tiles_for
@@ -125,8 +132,11 @@ class LedgerActor:
         interval: float,
         batch_size: int = 256,
         nudge_gap: float = 0.05,
+        outside: Outside | None = None,
     ) -> None:
         self.mailbox = mailbox
+        self.outside = outside or Outside()
+        mailbox.health.live = self.outside.snapshot
         self.backends = backends
         self.identity = identity
         self.interval = interval
@@ -146,7 +156,14 @@ class LedgerActor:
         # migration opened the log with) is integrated and signed before the
         # actor reports ready: the service starts with its log up to date.
         await self.cycle(sign=True)
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.outside.run)
+            self.outside.signed(self._latest)
+            task_status.started()
+            await self._loop()
+            nursery.cancel_scope.cancel()
+
+    async def _loop(self) -> None:
         next_sign = trio.current_time() + self.interval
         while True:
             batch: list[Integrate | Publish] = []
@@ -177,6 +194,7 @@ class LedgerActor:
             if closed:
                 return
             if sign:
+                self.outside.signed(self._latest)
                 next_sign = trio.current_time() + self.interval
 
     def _queued(self) -> list[Integrate | Publish]:

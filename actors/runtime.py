@@ -84,6 +84,8 @@ class ActorHealth:
     last_activity_at: datetime | None = None
     started_at: datetime | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
+    live: Callable[[], dict[str, Any]] = attrs.field(default=dict, repr=False)
+    """Figures read when the snapshot is taken (the ledger's witnesses and anchors)."""
 
     @property
     def healthy(self) -> bool:
@@ -118,6 +120,7 @@ class ActorHealth:
             "started_at": iso_response(self.started_at),
         }
         out.update(self.extra)
+        out.update(self.live())
         return out
 
 

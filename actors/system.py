@@ -25,6 +25,7 @@ from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
 from actors.ledger import Integrate, LedgerActor, LogIdentity, LogState, Publish
 from actors.log_reads import LogReads
+from actors.outside import build as build_outside
 from actors.poller import EntityDeletionPoller, PollRequest
 from actors.publisher import Nudge, PublisherActor, PublishPolicy
 from actors.reads import Reads
@@ -157,9 +158,11 @@ async def run_vault(
     )
     identity = await LogIdentity.load(backends)
     ledger_mailbox = Mailbox[Integrate | Publish]("ledger", sizing.ledger_mailbox)
+    outside = build_outside(backends, identity.verifier, mirror=backends.log_mirror)
     ledger = LedgerActor(
         ledger_mailbox, backends, identity,
         interval=settings.ledger_checkpoint_interval_seconds, batch_size=sizing.ledger_batch,
+        outside=outside,
     )
 
     def committed() -> None:
@@ -182,7 +185,8 @@ async def run_vault(
         log=identity,
         reads=Reads(backends, committed=audit_publisher.nudge),
         log_reads=LogReads(
-            backends, retry_after=max(1, math.ceil(settings.ledger_checkpoint_interval_seconds))
+            backends, retry_after=max(1, math.ceil(settings.ledger_checkpoint_interval_seconds)),
+            witnessed=outside.witnessed,
         ),
     )
     upload = UploadActor(

@@ -31,9 +31,10 @@ from collections.abc import Iterable
 
 from quart import Blueprint, Response, request
 
-from actors.log_reads import Receipt, ReceiptPending
+from actors.log_reads import Receipt, ReceiptAnchor, ReceiptPending
 from vault.domain.errors import InvalidRequest, LedgerNotFound
 from vault.domain.models import Action
+from vault.domain.publication import AnchorKind
 from vault.domain.tiles import ENTRIES_PREFIX, TILE_PREFIX, BundleId, TileId, parse_path
 
 from .responses import json_response
@@ -81,6 +82,8 @@ def _parsed(path: str) -> TileId | BundleId:
 async def checkpoint() -> Response:
     latest = await state().vault.log_reads.checkpoint()
     if latest is None:
+        if state().vault.log_reads.witnessed:
+            raise LedgerNotFound("No checkpoint is published yet: none has its witness quorum")
         raise LedgerNotFound("No checkpoint is signed yet: the log is empty")
     return Response(latest.note, content_type=TEXT_PLAIN, headers={"Cache-Control": "no-cache"})
 
@@ -159,4 +162,21 @@ def receipt_json(found: Receipt) -> dict[str, object]:
         "inclusion_proof": _b64(found.inclusion_proof),
         "checkpoint": found.checkpoint,
         "tlog_proof": found.tlog_proof(),
+        "anchors": [_anchor_json(item) for item in found.anchors],
     }
+
+
+def _anchor_json(item: ReceiptAnchor) -> dict[str, object]:
+    anchor, proof = item.anchor, item.consistency
+    out: dict[str, object] = {
+        "type": anchor.kind.value,
+        "checkpoint": anchor.note,
+        "consistency": {"from": proof.size1, "to": proof.size2, "hashes": _b64(proof.hashes)},
+    }
+    if anchor.kind is AnchorKind.RFC3161:
+        assert anchor.token is not None
+        out["token"] = base64.b64encode(anchor.token).decode("ascii")
+    else:
+        out.update(chain_id=anchor.chain_id, tx_hash=anchor.tx_hash,
+                   block_number=anchor.block_number)
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -102,7 +103,7 @@ class _LedgerCollector(Collector):
     def __init__(self, health: Callable[[], list[ActorHealth]]) -> None:
         self.health = health
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         for h in self.health():
             if h.name != "ledger" or "tree_size" not in h.extra:
                 continue
@@ -123,6 +124,67 @@ class _LedgerCollector(Collector):
                 "Integrated leaves no signed checkpoint covers yet (stays up after a refused fork)",
                 value=max(0, tree - signed),
             )
+            yield from _outside_metrics(h.live())
+
+
+def _outside_metrics(live: dict[str, Any]) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+    """Witnesses, anchors and the mirror, as the ledger actor's parts report them now."""
+    if "published_size" in live:
+        yield GaugeMetricFamily(
+            "vault_ledger_published_size",
+            "Tree size of the checkpoint served (cosigned by the witness quorum, or signed)",
+            value=live["published_size"],
+        )
+    witnesses: dict[str, dict[str, Any]] = live.get("witnesses", {})
+    if witnesses:
+        size = GaugeMetricFamily(
+            "vault_ledger_witness_cosigned_size", "Largest checkpoint size the witness cosigned",
+            labels=["witness"],
+        )
+        latency = GaugeMetricFamily(
+            "vault_ledger_witness_latency_seconds", "The last add-checkpoint round trip",
+            labels=["witness"],
+        )
+        cosigned = CounterMetricFamily(
+            "vault_ledger_witness_cosignatures", "Cosignatures received", labels=["witness"]
+        )
+        failed = CounterMetricFamily(
+            "vault_ledger_witness_failures", "Submissions that failed or were refused",
+            labels=["witness"],
+        )
+        for name, w in witnesses.items():
+            size.add_metric([name], w["cosigned_size"])
+            if w["latency_ms"] is not None:
+                latency.add_metric([name], w["latency_ms"] / 1000)
+            cosigned.add_metric([name], w["cosignatures"])
+            failed.add_metric([name], w["failures"])
+        yield from (size, latency, cosigned, failed)
+    anchors: dict[str, dict[str, Any]] = live.get("anchors", {})
+    if anchors:
+        age = GaugeMetricFamily(
+            "vault_ledger_anchor_age_seconds", "Seconds since the newest anchor of the type",
+            labels=["type"],
+        )
+        done = CounterMetricFamily("vault_ledger_anchors", "Anchors completed", labels=["type"])
+        failed = CounterMetricFamily(
+            "vault_ledger_anchor_failures", "Anchor steps that failed (retried)", labels=["type"]
+        )
+        for kind, a in anchors.items():
+            if a["age_seconds"] is not None:
+                age.add_metric([kind], a["age_seconds"])
+            done.add_metric([kind], a["anchors"])
+            failed.add_metric([kind], a["failures"])
+        yield from (age, done, failed)
+    mirror: dict[str, Any] | None = live.get("mirror")
+    if mirror is not None:
+        yield GaugeMetricFamily(
+            "vault_ledger_mirror_size", "Tree size of the checkpoint in the S3 mirror",
+            value=mirror["size"],
+        )
+        yield CounterMetricFamily(
+            "vault_ledger_mirror_failures", "Mirror writes that failed (retried)",
+            value=mirror["failures"],
+        )
 
 
 class _PeakMemoryCollector(Collector):

@@ -44,7 +44,7 @@ def build_backends(settings: Settings) -> tuple[Backends, UrlSigner | None]:
     adapters = open_adapters(settings)
     backends = Backends(
         settings=settings, store=adapters.store, blobs=adapters.blobs, sinks=adapters.sinks,
-        ledger_key=adapters.ledger_key,
+        ledger_key=adapters.ledger_key, log_mirror=adapters.log_mirror,
     )
     return backends, adapters.signer
 

@@ -96,6 +96,16 @@ DEFAULTS: dict[str, str] = {
     "LEDGER_ORIGIN": "",
     "LEDGER_CHECKPOINT_INTERVAL_SECONDS": "",
     "BLOCKCHAIN_ENDPOINT_URL": "",
+    "LEDGER_WITNESSES": "",
+    "LEDGER_WITNESS_QUORUM": "",
+    "LEDGER_TSA_URL": "",
+    "LEDGER_TSA_CERTS": "",
+    "LEDGER_TIMESTAMP_INTERVAL_SECONDS": "",
+    "BLOCKCHAIN_CHAIN_ID": "",
+    "BLOCKCHAIN_CONFIRMATIONS": "",
+    "LEDGER_ANCHOR_INTERVAL_SECONDS": "",
+    # An optional secret: left out of the task when unset, like an empty value.
+    "BLOCKCHAIN_PRIVATE_KEY_SECRET_ARN": "",
 }
 
 # The service's own default when SHUTDOWN_GRACE_SECONDS is not in the task.
@@ -157,6 +167,7 @@ def render(env: Mapping[str, str], template: str | None = None) -> dict[str, Any
         )
     for container in task["containerDefinitions"]:
         container["environment"] = [e for e in container.get("environment", []) if e["value"]]
+        container["secrets"] = [s for s in container.get("secrets", []) if s["valueFrom"]]
         _check_container(container)
     return task
 

@@ -14,7 +14,11 @@ a broken environment does not touch them; they run before the settings are
 read. ``receipt verify RECEIPT [--file PATH] --key KEY`` checks a receipt
 (the receipt route's JSON or the bare tlog-proof text): the checkpoint's
 signature by KEY (a verifier key string, or a file holding one), the
-inclusion proof, and with ``--file`` that the file's SHA-256 is the leaf's.
+inclusion proof, and with ``--file`` that the file's SHA-256 is the leaf's;
+its cosignatures with ``--witness KEY`` (repeatable) and ``--quorum N``, and
+its anchors (``vault.offline_anchors``): always their checkpoints and
+consistency, the RFC 3161 tokens with ``--tsa-cert FILE``, the EVM
+transactions with ``--rpc URL`` (``--confirmations N``, the only network use).
 ``ledger consistency OLD NEW --proof PROOF --key KEY`` checks that the
 signed checkpoint in NEW extends the one in OLD, PROOF holding the
 consistency route's JSON. ``ledger monitor --url BASE --key KEY --state
@@ -195,6 +199,18 @@ def _add_receipt_commands(commands: Any) -> None:
                         help="also check that this file's SHA-256 is the leaf's")
     verify.add_argument("--key", required=True, metavar="KEY",
                         help="the log's verifier key, or a file holding it")
+    verify.add_argument("--tsa-cert", type=Path, action="append", default=[], metavar="FILE",
+                        help="check the rfc3161 anchors' tokens through these PEM certificates"
+                             " (a root, and any intermediates; repeatable)")
+    verify.add_argument("--witness", action="append", default=[], metavar="KEY",
+                        help="a witness's cosigner verifier key, or a file holding it;"
+                             " its cosignature on the checkpoint is checked (repeatable)")
+    verify.add_argument("--quorum", type=int, metavar="N",
+                        help="how many of the --witness keys must have cosigned (default: all)")
+    verify.add_argument("--rpc", metavar="URL",
+                        help="check the evm anchors' transactions at this JSON-RPC URL")
+    verify.add_argument("--confirmations", type=_positive, metavar="N",
+                        help="with --rpc, blocks each anchor's transaction needs (default 1)")
 
 
 def _add_ledger_commands(commands: Any) -> None:
@@ -254,8 +270,14 @@ def _offline(args: argparse.Namespace) -> int:
     try:
         verifier = offline.load_verifier(args.key)
         if args.command == "receipt":
+            from vault.offline_anchors import load_options
+
+            options = load_options(
+                tsa_certs=args.tsa_cert, witnesses=args.witness, quorum=args.quorum,
+                rpc=args.rpc, confirmations=args.confirmations,
+            )
             text = offline.read_text(args.receipt, "receipt")
-            line = offline.verify_receipt(text, verifier, args.file)
+            line = offline.verify_receipt(text, verifier, args.file, options=options)
         elif args.ledger_command == "consistency":
             line = offline.verify_consistency_files(args.old, args.new, args.proof, verifier)
         else:

@@ -9,31 +9,28 @@ prints as one line. Nothing here connects to anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 from uuid import UUID
 
 import attrs
 
+from vault.config_reader import (
+    DEFAULT_ALLOWED_MIME_TYPES,
+    Reader,
+    WitnessSpec,
+    mask_url_password,
+)
 from vault.domain.errors import ConfigError
 from vault.domain.models import Role
-from vault.domain.note import is_valid_key_name, load_signing_key
+from vault.domain.note import load_signing_key
 from vault.domain.tokens import load_verification_key
 
-T = TypeVar("T")
+__all__ = [
+    "DEFAULT_ALLOWED_MIME_TYPES", "ConfigError", "Settings", "WitnessSpec", "mask_url_password",
+]
 
-DEFAULT_ALLOWED_MIME_TYPES: tuple[str, ...] = (
-    "application/pdf",
-    "application/msword",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.ms-excel",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "text/plain",
-    "image/jpeg",
-    "image/png",
-)
 ENVIRONMENTS = ("local", "dev", "staging", "prod", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_URL_EXPIRY_SECONDS = 3600
@@ -96,8 +93,18 @@ class Settings:
     ledger_signing_key: str | None = attrs.field(default=None, repr=False)
     """An Ed25519 private key (PEM); None: a key file under VAULT_DATA_DIR (local/test)."""
     ledger_checkpoint_interval_seconds: float = 1.0
-    # Blockchain (the ledger stands in for it)
+    # The log's checkpoints outside: witnesses, timestamps, a chain
+    ledger_witnesses: tuple[WitnessSpec, ...] = ()
+    ledger_witness_quorum: int | None = None
+    """None: every witness listed."""
+    ledger_tsa_url: str | None = None
+    ledger_tsa_certs: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    ledger_timestamp_interval_seconds: float = 3600.0
     blockchain_endpoint_url: str | None = None
+    blockchain_private_key: str | None = attrs.field(default=None, repr=False)
+    blockchain_chain_id: int | None = None
+    blockchain_confirmations: int = 1
+    ledger_anchor_interval_seconds: float = 3600.0
     # ECS deployment (read by ops/ scripts; listed so check-config shows them)
     log_group_name: str | None = None
     ecs_execution_role_arn: str | None = None
@@ -118,7 +125,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse every variable; raise ``ConfigError`` naming the first bad one."""
-        r = _Reader(env)
+        r = Reader(env)
         settings = cls(
             environment=r.choice("ENVIRONMENT", ENVIRONMENTS, "local"),
             database_url=r.database_url("DATABASE_URL"),
@@ -181,7 +188,20 @@ class Settings:
             ledger_checkpoint_interval_seconds=r.number(
                 "LEDGER_CHECKPOINT_INTERVAL_SECONDS", 1.0, low=0.01, high=3600.0
             ),
+            ledger_witnesses=r.witnesses("LEDGER_WITNESSES"),
+            ledger_witness_quorum=r.optional_integer("LEDGER_WITNESS_QUORUM", low=1, high=64),
+            ledger_tsa_url=r.url("LEDGER_TSA_URL"),
+            ledger_tsa_certs=r.certificates("LEDGER_TSA_CERTS"),
+            ledger_timestamp_interval_seconds=r.number(
+                "LEDGER_TIMESTAMP_INTERVAL_SECONDS", 3600.0, low=0.01, high=86400.0 * 366
+            ),
             blockchain_endpoint_url=r.url("BLOCKCHAIN_ENDPOINT_URL"),
+            blockchain_private_key=r.private_key("BLOCKCHAIN_PRIVATE_KEY"),
+            blockchain_chain_id=r.optional_integer("BLOCKCHAIN_CHAIN_ID", low=1, high=2**63 - 1),
+            blockchain_confirmations=r.integer("BLOCKCHAIN_CONFIRMATIONS", 1, low=1, high=1000),
+            ledger_anchor_interval_seconds=r.number(
+                "LEDGER_ANCHOR_INTERVAL_SECONDS", 3600.0, low=0.01, high=86400.0 * 366
+            ),
             log_group_name=r.text("LOG_GROUP_NAME"),
             ecs_execution_role_arn=r.text("ECS_EXECUTION_ROLE_ARN"),
             ecs_task_role_arn=r.text("ECS_TASK_ROLE_ARN"),
@@ -207,10 +227,35 @@ class Settings:
             )
         if self.ledger_signing_key is not None:
             load_signing_key(self.ledger_signing_key, "LEDGER_SIGNING_KEY")
+        self._check_outside()
         if not self.epr_mock_mode and self.epr_service_url is None:
             raise ConfigError("EPR_SERVICE_URL", "required when EPR_MOCK_MODE=false")
         if self.document_vault_bucket is not None and self.aws_s3_kms_key_id is None:
             raise ConfigError("AWS_S3_KMS_KEY_ID", "required when DOCUMENT_VAULT_BUCKET is set")
+
+    @property
+    def witness_quorum(self) -> int:
+        """How many witnesses must cosign a checkpoint before it is published (0: none listed)."""
+        if self.ledger_witness_quorum is None:
+            return len(self.ledger_witnesses)
+        return self.ledger_witness_quorum
+
+    def _check_outside(self) -> None:
+        quorum = self.ledger_witness_quorum
+        if quorum is not None and not 1 <= quorum <= len(self.ledger_witnesses):
+            raise ConfigError(
+                "LEDGER_WITNESS_QUORUM",
+                f"must be between 1 and the {len(self.ledger_witnesses)} LEDGER_WITNESSES listed",
+            )
+        if self.ledger_tsa_url is not None and not self.ledger_tsa_certs:
+            raise ConfigError(
+                "LEDGER_TSA_CERTS", "required when LEDGER_TSA_URL is set (to check its answers)"
+            )
+        if self.blockchain_endpoint_url is not None:
+            for name, value in (("BLOCKCHAIN_PRIVATE_KEY", self.blockchain_private_key),
+                                ("BLOCKCHAIN_CHAIN_ID", self.blockchain_chain_id)):
+                if value is None:
+                    raise ConfigError(name, "required when BLOCKCHAIN_ENDPOINT_URL is set")
 
     def describe(self) -> list[tuple[str, str]]:
         """``(NAME, value)`` for every variable, secrets masked, for ``check-config``."""
@@ -229,7 +274,7 @@ _ENV_NAMES: dict[str, str] = {
     field.name.upper(): field.name for field in attrs.fields(Settings)
 }
 
-_SECRET_NAMES = {"AWS_SECRET_ACCESS_KEY", "LEDGER_SIGNING_KEY"}
+_SECRET_NAMES = {"AWS_SECRET_ACCESS_KEY", "LEDGER_SIGNING_KEY", "BLOCKCHAIN_PRIVATE_KEY"}
 
 
 def _show(name: str, value: Any) -> str:
@@ -239,6 +284,10 @@ def _show(name: str, value: Any) -> str:
         return "****"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if name == "LEDGER_WITNESSES":
+        return json.dumps([{"url": w.url, "key": w.key.format()} for w in value]) if value else ""
+    if name == "LEDGER_TSA_CERTS":
+        return f"{len(value)} certificate(s)" if value else ""
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, Mapping):
@@ -251,162 +300,3 @@ def _show(name: str, value: Any) -> str:
     return text
 
 
-def mask_url_password(url: str) -> str:
-    """``postgresql://u:secret@h/db`` → ``postgresql://u:****@h/db``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:****@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-class _Reader:
-    """Typed reads of environment variables, each failure naming its variable."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str) -> str | None:
-        raw = self.env.get(name)
-        if raw is None or raw.strip() == "":
-            return None
-        return raw.strip()
-
-    def _parsed(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            return parse(raw)
-        except (ValueError, TypeError):
-            raise ConfigError(name, f"expected {what}, got {raw!r}") from None
-
-    def choice(
-        self, name: str, allowed: tuple[str, ...], default: str, *, upper: bool = False
-    ) -> str:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        value = raw.upper() if upper else raw.lower()
-        if value not in allowed:
-            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {raw!r}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        def parse(raw: str) -> bool:
-            lowered = raw.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(raw)
-
-        return self._parsed(name, default, parse, "true or false")
-
-    def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
-        value = self._parsed(name, default, int, "an integer")
-        self._check_range(name, value, low, high)
-        return value
-
-    def optional_integer(self, name: str, *, low: int, high: int) -> int | None:
-        value: int | None = self._parsed(name, None, int, "an integer")
-        if value is not None:
-            self._check_range(name, value, low, high)
-        return value
-
-    def key_name(self, name: str) -> str | None:
-        """A signed-note key name: the log's origin (no spaces, no ``+``)."""
-        raw = self.text(name)
-        if raw is not None and not is_valid_key_name(raw):
-            raise ConfigError(
-                name, f"{raw!r} is not a valid key name (printable, no spaces or '+')"
-            )
-        return raw
-
-    def number(self, name: str, default: float, *, low: float, high: float) -> float:
-        value = self._parsed(name, default, float, "a number")
-        if value != value:  # NaN
-            raise ConfigError(name, f"expected a number, got {value}")
-        self._check_range(name, value, low, high)
-        return value
-
-    @staticmethod
-    def _check_range(name: str, value: float, low: float, high: float | None) -> None:
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ConfigError(name, f"must be {bounds}, got {value}")
-
-    def url(self, name: str) -> str | None:
-        raw = self.text(name)
-        if raw is None:
-            return None
-        parts = urlsplit(raw)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(name, f"expected an http(s) URL, got {raw!r}")
-        return raw
-
-    def arn(self, name: str) -> str | None:
-        raw = self.text(name)
-        if raw is not None and not raw.startswith("arn:"):
-            raise ConfigError(name, f"expected an ARN (arn:…), got {raw!r}")
-        return raw
-
-    def database_url(self, name: str) -> str | None:
-        raw = self.text(name)
-        if raw is None:
-            return None
-        scheme = urlsplit(raw).scheme
-        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-            return raw
-        if scheme == "sqlite" and raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
-            return raw
-        raise ConfigError(
-            name,
-            "expected postgresql://…, postgresql+psycopg://… or sqlite:///path, got "
-            f"{mask_url_password(raw)!r}",
-        )
-
-    def mime_types(self, name: str) -> tuple[str, ...]:
-        raw = self.text(name)
-        if raw is None:
-            return DEFAULT_ALLOWED_MIME_TYPES
-        items: list[Any]
-        if raw.startswith("["):
-            try:
-                items = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ConfigError(name, "not a valid JSON array") from None
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                raise ConfigError(name, "expected a JSON array of strings")
-        else:
-            items = raw.split(",")
-        types = tuple(dict.fromkeys(i.strip().lower() for i in items if i.strip()))
-        if not types:
-            raise ConfigError(name, "must list at least one MIME type")
-        for mime in types:
-            if "/" not in mime or " " in mime:
-                raise ConfigError(name, f"{mime!r} is not a MIME type")
-        return types
-
-    def mock_roles(self, name: str) -> dict[UUID, Role]:
-        raw = self.text(name)
-        if raw is None:
-            return {}
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ConfigError(name, 'expected a JSON object {"<actor uuid>": "<role>"}') from None
-        if not isinstance(data, dict):
-            raise ConfigError(name, 'expected a JSON object {"<actor uuid>": "<role>"}')
-        roles: dict[UUID, Role] = {}
-        for key, value in data.items():
-            try:
-                roles[UUID(key)] = Role(value)
-            except (ValueError, TypeError):
-                raise ConfigError(
-                    name, f"entry {key!r}: {value!r} needs a UUID key and a known role"
-                ) from None
-        return roles

@@ -18,7 +18,8 @@ the leaf. Its checkpoint is opened with the key first, so nothing else in it
 is trusted before the signature is; then every field that says the same
 thing twice must agree, the inclusion proof must give the checkpoint's root,
 and only then is the leaf read as a vault leaf. With a file, the file's
-SHA-256 must be the leaf's.
+SHA-256 must be the leaf's. Then ``vault.offline_anchors`` checks the
+witness cosignatures (when witnesses are given) and the JSON's ``anchors``.
 
 ``check_inclusion`` and ``check_consistency`` are the proof checks alone,
 which the transparency-dev vectors exercise directly.
@@ -27,9 +28,9 @@ which the transparency-dev vectors exercise directly.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -55,6 +56,11 @@ from vault.domain.note import (
     Verifier,
 )
 from vault.domain.validation import load_json
+
+if TYPE_CHECKING:
+    from vault.offline_anchors import ReceiptOptions
+
+K = TypeVar("K")
 
 VALID = 0
 INVALID = 1
@@ -99,20 +105,25 @@ def read_text(path: Path, what: str) -> str:
         raise unusable(f"{what} {path} is not UTF-8 text") from None
 
 
-def load_verifier(key: str) -> Verifier:
-    """A verifier key string, or the name of a file holding one."""
+def key_or_file(key: str, parse: Callable[[str], K], option: str, kind: str) -> K:
+    """``parse(key)``, or ``parse`` of the file ``key`` names; exit 2 when neither parses."""
     try:
-        return Verifier.parse(key)
+        return parse(key)
     except InvalidKey as exc:
         as_string = exc
     path = Path(key)
     if not path.is_file():
-        raise unusable(f"key is neither a verifier key nor a file: {as_string}")
-    text = read_text(path, "key file")
+        raise unusable(f"{option} is neither {kind} nor a file: {as_string}")
+    text = read_text(path, f"{option.lstrip('-')} file")
     try:
-        return Verifier.parse(text.strip())
+        return parse(text.strip())
     except InvalidKey as exc:
-        raise unusable(f"key file {path}: {exc}") from None
+        raise unusable(f"{option.lstrip('-')} file {path}: {exc}") from None
+
+
+def load_verifier(key: str) -> Verifier:
+    """A verifier key string, or the name of a file holding one."""
+    return key_or_file(key, Verifier.parse, "key", "a verifier key")
 
 
 def open_signed(note_text: str, verifier: Verifier, what: str) -> Checkpoint:
@@ -199,6 +210,8 @@ class Receipt:
     document_id: str | None = None
     tlog_proof: TlogProof | None = None
     """The JSON's ``tlog_proof``, which must say what the other fields say."""
+    anchors: object = attrs.field(factory=list)
+    """The JSON's ``anchors`` as read (``[]`` when absent), for ``vault.offline_anchors``."""
 
 
 def _tlog_proof(text: str, what: str) -> TlogProof:
@@ -231,6 +244,7 @@ def parse_receipt(text: str) -> Receipt:
         tree_size=_field(body, "tree_size", int, what),
         document_id=document_id if isinstance(document_id, str) else None,
         tlog_proof=None if tlog_text is None else _tlog_proof(tlog_text, "receipt tlog_proof"),
+        anchors=body.get("anchors", []),
     )
 
 
@@ -262,8 +276,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_receipt(text: str, verifier: Verifier, file: Path | None = None) -> str:
-    """Check a receipt against the key (and a file); the success line, or ``CheckFailed``."""
+def verify_receipt(
+    text: str, verifier: Verifier, file: Path | None = None, *,
+    options: ReceiptOptions | None = None,
+) -> str:
+    """Check a receipt against the key (and a file); the success line, or ``CheckFailed``.
+
+    Its cosignatures and anchors are checked as ``options`` ask (see
+    ``vault.offline_anchors``); a receipt with neither, checked without
+    options, gets the line it always did.
+    """
+    from vault.offline_anchors import check_extras
+
     receipt = parse_receipt(text)
     cp = open_signed(receipt.checkpoint, verifier, "checkpoint")
     _agree(receipt, cp)
@@ -278,11 +302,13 @@ def verify_receipt(text: str, verifier: Verifier, file: Path | None = None) -> s
         f"ok: {leaf.kind.value} leaf of document {leaf.document_id} is entry {receipt.index}"
         f" of {cp.origin} at size {cp.size}"
     )
-    if file is None:
-        return line
-    if file_sha256(file) != leaf.sha256:
-        raise invalid("file SHA-256 differs from the leaf's")
-    return f"{line}; file SHA-256 matches"
+    if file is not None:
+        if file_sha256(file) != leaf.sha256:
+            raise invalid("file SHA-256 differs from the leaf's")
+        line = f"{line}; file SHA-256 matches"
+    return check_extras(
+        line, receipt.checkpoint, cp, receipt.index, receipt.anchors, verifier, options
+    )
 
 
 # -------------------------------------------------------------- consistency

@@ -20,6 +20,7 @@ import attrs
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.log import Integration, SignedCheckpoint, StoredLeaf, TileKey, TreeHead
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
+from vault.domain.publication import AnchorJob, AnchorKind, PublishedCheckpoint, StoredAnchor
 
 EventsFor = Callable[[Document], Sequence[OutboxEvent]]
 """Builds the events of a change from the document as it is after the change."""
@@ -142,6 +143,46 @@ class MetadataStore(Protocol):
     def latest_checkpoint(self) -> SignedCheckpoint | None: ...
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint | None: ...
+
+    # -- the log's checkpoints outside ---------------------------------------
+
+    def add_cosignature(self, witness: str, size: int, line: str, at: datetime) -> None:
+        """Keep ``witness``'s cosignature line on the checkpoint of ``size`` (once)."""
+
+    def cosignatures_at(self, size: int) -> dict[str, str]:
+        """Each witness's cosignature line on the checkpoint of ``size``."""
+
+    def witness_sizes(self) -> dict[str, int]:
+        """The largest checkpoint size each witness cosigned."""
+
+    def publish_checkpoint(self, size: int, note: str, at: datetime) -> None:
+        """Keep the cosigned note of a checkpoint that met the quorum (once a size)."""
+
+    def latest_published(self) -> PublishedCheckpoint | None: ...
+
+    def published_at(self, size: int) -> PublishedCheckpoint | None: ...
+
+    def schedule_anchor(self, kind: AnchorKind, size: int, at: datetime) -> bool:
+        """Write a pending job for the checkpoint of ``size``; False if it has one."""
+
+    def last_anchor(self, kind: AnchorKind) -> AnchorJob | None:
+        """The job of the largest checkpoint size of ``kind``, whatever its state."""
+
+    def claim_anchor(
+        self, kind: AnchorKind, now: datetime, lease_seconds: float
+    ) -> AnchorJob | None:
+        """Lease the oldest unfinished job of ``kind`` whose lease ran out, if any."""
+
+    def save_anchor(self, job: AnchorJob, retry_at: datetime | None) -> None:
+        """Write an unfinished job's progress; leased until ``retry_at`` (None: free)."""
+
+    def finish_anchor(self, anchor: StoredAnchor) -> None:
+        """Mark the job done with the authority's answer; a done job never changes."""
+
+    def anchors_covering(self, leaf_index: int) -> list[StoredAnchor]:
+        """Per kind, the first finished anchor whose checkpoint holds leaf ``leaf_index``."""
+
+    def newest_anchor(self, kind: AnchorKind) -> StoredAnchor | None: ...
 
     def record_verification(
         self,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from vault.adapters.aws.clients import aws_client
 from vault.adapters.aws.sinks import SnsSink, SqsSink
 from vault.adapters.blobs.local import LocalBlobStore
+from vault.adapters.blobs.log_mirror import S3LogMirror
 from vault.adapters.blobs.s3 import S3BlobStore
 from vault.adapters.blobs.signing import UrlSigner
 from vault.adapters.key_files import load_or_create_key
@@ -41,6 +42,8 @@ class Adapters:
     """Set when this service serves its blob store's signed URLs itself (the embedded default)."""
     ledger_key: Ed25519PrivateKey
     """The key that signs the ledger's checkpoints."""
+    log_mirror: S3LogMirror | None = None
+    """The log's static copy under ``ledger/`` in the documents' bucket, with S3 configured."""
 
 
 def open_adapters(settings: Settings) -> Adapters:
@@ -58,7 +61,15 @@ def open_adapters(settings: Settings) -> Adapters:
         sinks=event_sinks(settings),
         signer=signer if isinstance(blobs, LocalBlobStore) else None,
         ledger_key=ledger_signing_key(settings),
+        log_mirror=log_mirror(settings),
     )
+
+
+def log_mirror(settings: Settings) -> S3LogMirror | None:
+    """The S3 mirror of the log, in the documents' bucket, when one is configured."""
+    if settings.document_vault_bucket is None:
+        return None
+    return S3LogMirror(aws_client(settings, "s3"), settings.document_vault_bucket)
 
 
 def ledger_signing_key(settings: Settings) -> Ed25519PrivateKey:

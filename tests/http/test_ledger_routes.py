@@ -205,8 +205,9 @@ class TestReceipt:
             body: dict[str, Any] = await response.get_json()
             assert set(body) == {
                 "document_id", "leaf", "leaf_index", "tree_size", "inclusion_proof",
-                "checkpoint", "tlog_proof",
+                "checkpoint", "tlog_proof", "anchors",
             }
+            assert body["anchors"] == []  # nothing configured to anchor with
             assert body["document_id"] == doc_id
             assert body["leaf"].startswith("document-vault/leaf/v1\nkind registered\n")
             assert f"document {doc_id}\n" in body["leaf"]

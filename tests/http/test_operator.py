@@ -85,7 +85,10 @@ class TestHealth:
         for snapshot in body["actors"]:
             extra = {"backlog"} if snapshot["name"] in ("audit_publisher", "alerter") else set()
             if snapshot["name"] == "ledger":
-                extra = {"tree_size", "pending", "checkpoint_size", "last_checkpoint_at"}
+                extra = {
+                    "tree_size", "pending", "checkpoint_size", "last_checkpoint_at",
+                    "published_size",
+                }
             assert snapshot.keys() == SNAPSHOT_KEYS | extra, snapshot["name"]
             assert snapshot["mailbox"].keys() == {"depth", "capacity"}
 
@@ -235,7 +238,45 @@ class TestMetrics:
             "vault_ledger_pending_leaves": 0,
             "vault_ledger_checkpoint_size": 2,
             "vault_ledger_unsigned_leaves": 1,
+            "vault_ledger_published_size": 2,
         }
+
+    async def test_witness_anchor_and_mirror_figures(self, client: Client, vault: Vault) -> None:
+        """Each witness, anchor type and the mirror, as the ledger's parts report them."""
+        await uploaded(client)
+        await ask(vault.ledger, Publish, deadline=trio.current_time() + 5, returns=LogState)
+        witness = {
+            "url": "http://w", "cosigned_size": 1, "cosignatures": 3, "failures": 2,
+            "latency_ms": 12.5, "last_error": None, "last_cosigned_at": None,
+        }
+        anchor = {
+            "anchors": 4, "failures": 1, "last_size": 1, "last_anchored_at": None,
+            "last_error": None, "age_seconds": 30.0,
+        }
+        live = {
+            "published_size": 1,
+            "witnesses": {"w1.example": witness, "w2.example": {**witness, "latency_ms": None}},
+            "anchors": {"rfc3161": anchor, "evm": {**anchor, "age_seconds": None}},
+            "mirror": {"size": 1, "objects": 3, "failures": 5, "last_mirrored_at": None,
+                       "last_error": None},
+        }
+        vault.ledger.health.live = lambda: live
+        samples = _samples(await (await client.get("/metrics")).get_data(as_text=True))
+        found = {(name, tuple(sorted(labels.items()))): value for name, labels, value in samples}
+        w1, w2 = (("witness", "w1.example"),), (("witness", "w2.example"),)
+        assert found[("vault_ledger_witness_cosigned_size", w1)] == 1
+        assert found[("vault_ledger_witness_latency_seconds", w1)] == 0.0125
+        assert ("vault_ledger_witness_latency_seconds", w2) not in found
+        assert found[("vault_ledger_witness_cosignatures_total", w2)] == 3
+        assert found[("vault_ledger_witness_failures_total", w1)] == 2
+        rfc, evm = (("type", "rfc3161"),), (("type", "evm"),)
+        assert found[("vault_ledger_anchor_age_seconds", rfc)] == 30
+        assert ("vault_ledger_anchor_age_seconds", evm) not in found
+        assert found[("vault_ledger_anchors_total", evm)] == 4
+        assert found[("vault_ledger_anchor_failures_total", rfc)] == 1
+        assert found[("vault_ledger_mirror_size", ())] == 1
+        assert found[("vault_ledger_mirror_failures_total", ())] == 5
+        assert found[("vault_ledger_published_size", ())] == 1
 
     async def test_request_latency_by_route_and_status(self, client: Client) -> None:
         """Each answered request is counted under its route template and status."""

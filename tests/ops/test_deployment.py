@@ -20,20 +20,25 @@ import tomllib
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
     PublicFormat,
 )
+from cryptography.x509.oid import NameOID
 
 from vault.config import Settings
+from vault.domain.cosignature import CosignerKey
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -78,6 +83,23 @@ REQUIRED_SAMPLE = {
     "AWS_S3_KMS_KEY_ID": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef",
 }
 SQS = f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}"
+WITNESS_KEY = CosignerKey.generate("witness.example.com").verifier().format()
+
+
+def _self_signed_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sample TSA root")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM).decode()
+
+
+TSA_ROOT_PEM = _self_signed_pem()
 OPTIONAL_SAMPLE = {
     "TASK_FAMILY": "document-vault-prod",
     "TASK_CPU": "2048",
@@ -115,6 +137,19 @@ OPTIONAL_SAMPLE = {
     "LEDGER_ORIGIN": "vault.example.com/prod",
     "LEDGER_CHECKPOINT_INTERVAL_SECONDS": "2",
     "BLOCKCHAIN_ENDPOINT_URL": "https://rpc.example.com",
+    "BLOCKCHAIN_PRIVATE_KEY_SECRET_ARN": (
+        f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:vault/chain-key-AbCdEf"
+    ),
+    "BLOCKCHAIN_CHAIN_ID": "11155111",
+    "BLOCKCHAIN_CONFIRMATIONS": "3",
+    "LEDGER_ANCHOR_INTERVAL_SECONDS": "7200",
+    "LEDGER_WITNESSES": json.dumps(
+        [{"url": "https://witness.example.com", "key": WITNESS_KEY}]
+    ),
+    "LEDGER_WITNESS_QUORUM": "1",
+    "LEDGER_TSA_URL": "https://tsa.example.com",
+    "LEDGER_TSA_CERTS": TSA_ROOT_PEM.replace("\n", "\\n"),
+    "LEDGER_TIMESTAMP_INTERVAL_SECONDS": "3600",
 }
 ALL_SAMPLE = {**REQUIRED_SAMPLE, **OPTIONAL_SAMPLE}
 # What an operator's shell may hold; none of it belongs in a task definition.
@@ -729,9 +764,11 @@ class TestRendering:
         ).decode()
         secret_values = {
             "DATABASE_URL": OPERATOR_SECRETS["DATABASE_URL"], "JWT_PUBLIC_KEY": pem,
-            "LEDGER_SIGNING_KEY": ledger_key,
+            "LEDGER_SIGNING_KEY": ledger_key, "BLOCKCHAIN_PRIVATE_KEY": "0x" + "ab" * 32,
         }
         settings = Settings.from_env({**env, **secret_values})
+        assert settings.ledger_witnesses[0].key.format() == WITNESS_KEY
+        assert settings.ledger_tsa_certs == (TSA_ROOT_PEM.encode(),)
         assert settings.port == 8000 and str(settings.vault_data_dir) == "/var/lib/vault"
         assert settings.environment == "prod" and settings.shutdown_grace_seconds == 25
 

@@ -5,6 +5,7 @@ to show that none of them reads it."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,8 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.ganache import running_ganache
 from tests.system.service import run_cli, vault_env
+from tests.tsa import LocalTsa, local_tsa
 from tests.vault.test_offline import Ledger, grown, new_signer, vault_leaf
+from tests.vault.test_offline_anchors import (
+    RECEIPT_SIZE,
+    History,
+    chain_anchor,
+    cosigned,
+    rfc3161_anchor,
+)
+from vault.domain.cosignature import CosignerKey
 from vault.domain.note import Signer
 
 pytestmark = pytest.mark.system
@@ -239,3 +250,73 @@ def test_monitor_server_down_exits_2(
     assert (code, out) == (2, "")
     assert one_line(err).startswith(f"vault: cannot fetch {server.url}/api/v1/ledger/checkpoint")
     assert state.read_text() == saved
+
+
+# ------------------------------------------------- cosignatures and anchors
+
+
+@pytest.fixture(scope="module")
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTsa]:
+    with local_tsa(tmp_path_factory.mktemp("tsa")) as running:
+        yield running
+
+
+class TestReceiptAnchors:
+    def test_witnesses_and_a_token(self, signer: Signer, tsa: LocalTsa, tmp_path: Path) -> None:
+        history = History(signer)
+        one, two = CosignerKey.generate("w1.example"), CosignerKey.generate("w2.example")
+        receipt = tmp_path / "receipt.json"
+        receipt.write_text(json.dumps(history.receipt(
+            cosigned(history.checkpoint(RECEIPT_SIZE), one),
+            anchors=[rfc3161_anchor(history, tsa, 9)],
+        )))
+        base = ("receipt", "verify", str(receipt), "--key", signer.verifier().format())
+        witnesses = ("--witness", one.verifier().format(), "--witness", two.verifier().format())
+        code, out, err = vault(*base)
+        assert (code, err) == (0, "")
+        assert one_line(out).endswith("; 1 anchor: rfc3161 (TSA not asked: no --tsa-cert)")
+        code, out, _ = vault(*base, *witnesses, "--quorum", "1", "--tsa-cert", str(tsa.pki.ca_path))
+        assert code == 0
+        assert re.search(
+            r"; cosigned by w1\.example \(quorum 1 of 2\); 1 anchor: rfc3161 at"
+            r" \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", one_line(out),
+        ), out
+        code, out, _ = vault(*base, *witnesses)
+        assert (code, one_line(out)) == (
+            1, "invalid: cosignature quorum not met: 1 of 2 witnesses cosigned, 2 needed;"
+            f" missing w2.example+{two.key_id:08x}",
+        )
+        code, out, err = vault(*base, *witnesses, "--quorum", "3")
+        assert (code, out) == (2, "")
+        assert one_line(err) == "vault: --quorum 3 is not between 1 and 2 (the witnesses given)"
+
+    def test_an_authority_without_its_anchor(self, ledger: Ledger, signer: Signer,
+                                             tsa: LocalTsa, tmp_path: Path) -> None:
+        receipt = tmp_path / "receipt.json"
+        receipt.write_text(json.dumps(ledger.receipt(1)))
+        base = ("receipt", "verify", str(receipt), "--key", signer.verifier().format())
+        code, out, _ = vault(*base, "--tsa-cert", str(tsa.pki.ca_path))
+        assert (code, one_line(out)) == (
+            1, "invalid: no rfc3161 anchor to check (--tsa-cert given)"
+        )
+        code, out, _ = vault(*base, "--rpc", "http://127.0.0.1:9", "--confirmations", "3")
+        assert (code, one_line(out)) == (1, "invalid: no evm anchor to check (--rpc given)")
+
+    def test_an_evm_anchor_asked_of_the_chain(self, signer: Signer, tmp_path: Path) -> None:
+        history = History(signer)
+        with running_ganache() as chain:
+            anchor = chain_anchor(history, chain, 9)
+            receipt = tmp_path / "receipt.json"
+            receipt.write_text(json.dumps(history.receipt(anchors=[anchor])))
+            base = ("receipt", "verify", str(receipt), "--key", signer.verifier().format(),
+                    "--rpc", chain.url)
+            code, out, _ = vault(*base)
+            assert (code, one_line(out).split("; ", 1)[1]) == (
+                0, f"1 anchor: evm chain 1337 tx {anchor['tx_hash']}"
+                f" in block {anchor['block_number']}",
+            )
+            code, out, _ = vault(*base, "--confirmations", "2")
+            assert code == 1
+            assert one_line(out).startswith(
+                f"invalid: anchors[0] evm tx {anchor['tx_hash']}: confirmations: "
+            )

@@ -45,8 +45,9 @@ from typing import Final
 import attrs
 
 from vault.adapters.stores import queries as q
-from vault.adapters.stores.ledger import SqlLedger, insert_leaves
+from vault.adapters.stores.ledger import insert_leaves
 from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, insert_events
+from vault.adapters.stores.outside import SqlLogOutside
 from vault.adapters.stores.rows import (
     as_datetime,
     as_uuid,
@@ -68,7 +69,7 @@ CLAIM_ATTEMPTS: Final = 3
 between the conflict and the look-up."""
 
 
-class SqlMetadataStore(SqlLedger):
+class SqlMetadataStore(SqlLogOutside):
     """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
 
     dialect: Dialect

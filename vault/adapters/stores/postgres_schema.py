@@ -33,9 +33,10 @@ from typing import Final
 import psycopg
 from psycopg.rows import DictRow
 
+from vault.adapters.stores import outside_schema
 from vault.domain.log import FULL_TILE_BYTES
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 MIGRATE_LOCK_KEY: Final = int.from_bytes(b"vaultMIG", "big")
 """Advisory lock key (bigint, database-wide): the ASCII of a short name."""
@@ -285,26 +286,7 @@ _SERVICE_SCHEMA: Final[tuple[str, ...]] = (
     $$
     """,
     *(
-        f"""
-        DO $$
-        BEGIN
-            IF NOT EXISTS (
-                SELECT 1 FROM pg_trigger
-                WHERE tgrelid = '{table}'::regclass AND tgname = '{table}_guard'
-            ) THEN
-                CREATE TRIGGER {table}_guard BEFORE UPDATE OR DELETE ON {table}
-                    FOR EACH ROW EXECUTE FUNCTION vault_{table}_guard();
-            END IF;
-            IF NOT EXISTS (
-                SELECT 1 FROM pg_trigger
-                WHERE tgrelid = '{table}'::regclass AND tgname = '{table}_no_truncate'
-            ) THEN
-                CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
-                    FOR EACH STATEMENT EXECUTE FUNCTION vault_{table}_guard();
-            END IF;
-        END
-        $$
-        """
+        outside_schema.PG_GUARD_TRIGGERS.format(table=table)
         for table in ("ledger_leaves", "ledger_tiles", "ledger_checkpoints")
     ),
     """
@@ -330,7 +312,7 @@ def migrate(cur: psycopg.Cursor[DictRow]) -> bool:
         cur.execute(statement)
     _convert_enum_columns(cur)
     _widen_size_bytes(cur)
-    for statement in _SERVICE_SCHEMA:
+    for statement in (*_SERVICE_SCHEMA, *outside_schema.POSTGRES):
         cur.execute(statement)
     applied: dict[int, bool] = {}
     for version in range(1, SCHEMA_VERSION + 1):

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from vault.adapters.stores import outside_schema
 from vault.domain.log import FULL_TILE_BYTES
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 NOW_TEXT: Final = "(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'))"
 
@@ -259,4 +260,5 @@ SCHEMA: Final[tuple[str, ...]] = (
         applied_at TEXT NOT NULL
     )
     """,
+    *outside_schema.SQLITE,
 )
