@@ -179,7 +179,10 @@ class Anchoring:
             return self.interval
         if last is None:
             return self.interval
-        return max(0.0, (last.created_at + interval - now).total_seconds())
+        remaining = (last.created_at + interval - now).total_seconds()
+        # Past due but the tree has not grown: the next checkpoint signed wakes
+        # this loop (``signed``), so wait the interval rather than spin.
+        return remaining if remaining > 0 else self.interval
 
     async def _work(self) -> float:
         """Work every job that is ready; seconds until one may be ready again."""

@@ -207,3 +207,128 @@ class TestLedgerSettings:
         shown = dict(Settings.from_env({"LEDGER_SIGNING_KEY": key}).describe())
         assert shown["LEDGER_SIGNING_KEY"] == "****"
         assert "PRIVATE" not in repr(Settings.from_env({"LEDGER_SIGNING_KEY": key}))
+
+
+def _self_signed(tmp_path: Path) -> bytes:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TSA root")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(7)
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class TestOutsideSettings:
+    """Witnesses, the TSA and the chain: parsed whole, or refused naming the variable."""
+
+    def witness(self, name: str = "w1.example") -> str:
+        from vault.domain.cosignature import CosignerKey
+
+        return CosignerKey.generate(name).verifier().format()
+
+    def test_defaults(self) -> None:
+        s = Settings.from_env({})
+        assert s.ledger_witnesses == () and s.witness_quorum == 0
+        assert s.ledger_tsa_url is None and s.ledger_timestamp_interval_seconds == 3600
+        assert s.blockchain_endpoint_url is None and s.blockchain_confirmations == 1
+        assert s.ledger_anchor_interval_seconds == 3600
+
+    def test_witnesses_and_quorum(self) -> None:
+        import json
+
+        keys = [self.witness("w1.example"), self.witness("w2.example")]
+        raw = json.dumps([{"url": "https://w1/", "key": keys[0]},
+                          {"url": "http://w2:8181", "key": keys[1]}])
+        s = Settings.from_env({"LEDGER_WITNESSES": raw})
+        assert [(w.url, w.key.format()) for w in s.ledger_witnesses] == [
+            ("https://w1", keys[0]), ("http://w2:8181", keys[1]),
+        ]
+        assert s.witness_quorum == 2
+        one = Settings.from_env({"LEDGER_WITNESSES": raw, "LEDGER_WITNESS_QUORUM": "1"})
+        assert one.witness_quorum == 1
+        shown = dict(one.describe())["LEDGER_WITNESSES"]
+        assert [w["key"] for w in json.loads(shown)] == keys
+
+    @pytest.mark.parametrize(
+        ("value", "says"),
+        [
+            ("not json", "JSON array"),
+            ("[]", "at least one"),
+            ('[{"url": "https://w"}]', "entry 0"),
+            ('[{"url": "ftp://w", "key": "KEY"}]', "not an http(s) URL"),
+            ('[{"url": "https://w", "key": "w+1+AAAA"}]', "entry 0: key"),
+            ('[{"url": "https://w", "key": 7}]', "not a verifier key string"),
+        ],
+    )
+    def test_bad_witnesses_are_refused(self, value: str, says: str) -> None:
+        value = value.replace("KEY", self.witness())
+        with pytest.raises(ConfigError, match="LEDGER_WITNESSES") as caught:
+            Settings.from_env({"LEDGER_WITNESSES": value})
+        assert says in str(caught.value)
+
+    def test_a_witness_listed_twice_is_refused(self) -> None:
+        key = self.witness()
+        raw = f'[{{"url": "https://a", "key": "{key}"}}, {{"url": "https://b", "key": "{key}"}}]'
+        with pytest.raises(ConfigError, match="listed twice"):
+            Settings.from_env({"LEDGER_WITNESSES": raw})
+
+    @pytest.mark.parametrize("quorum", ["0", "3"])
+    def test_a_quorum_beyond_the_witnesses_is_refused(self, quorum: str) -> None:
+        raw = f'[{{"url": "https://a", "key": "{self.witness()}"}}]'
+        with pytest.raises(ConfigError, match="LEDGER_WITNESS_QUORUM"):
+            Settings.from_env({"LEDGER_WITNESSES": raw, "LEDGER_WITNESS_QUORUM": quorum})
+        with pytest.raises(ConfigError, match="LEDGER_WITNESS_QUORUM"):
+            Settings.from_env({"LEDGER_WITNESS_QUORUM": "1"})
+
+    def test_tsa_certificates_from_a_file_or_inline(self, tmp_path: Path) -> None:
+        pem = _self_signed(tmp_path)
+        path = tmp_path / "tsa.pem"
+        path.write_bytes(pem + pem)
+        from_file = Settings.from_env(
+            {"LEDGER_TSA_URL": "https://tsa.example", "LEDGER_TSA_CERTS": str(path)}
+        )
+        assert from_file.ledger_tsa_certs == (pem, pem)
+        inline = pem.decode().replace("\n", "\\n")
+        assert Settings.from_env({"LEDGER_TSA_CERTS": inline}).ledger_tsa_certs == (pem,)
+        assert dict(from_file.describe())["LEDGER_TSA_CERTS"] == "2 certificate(s)"
+
+    def test_a_tsa_needs_its_certificates(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"LEDGER_TSA_CERTS.*required"):
+            Settings.from_env({"LEDGER_TSA_URL": "https://tsa.example"})
+        with pytest.raises(ConfigError, match=r"LEDGER_TSA_CERTS.*cannot read"):
+            Settings.from_env({"LEDGER_TSA_CERTS": str(tmp_path / "missing.pem")})
+        (tmp_path / "empty.pem").write_text("nothing here")
+        with pytest.raises(ConfigError, match=r"LEDGER_TSA_CERTS.*PEM"):
+            Settings.from_env({"LEDGER_TSA_CERTS": str(tmp_path / "empty.pem")})
+
+    def test_a_chain_needs_its_key_and_id(self) -> None:
+        key = "0x" + "1f" * 32
+        url = "http://127.0.0.1:8545"
+        with pytest.raises(ConfigError, match="BLOCKCHAIN_PRIVATE_KEY"):
+            Settings.from_env({"BLOCKCHAIN_ENDPOINT_URL": url, "BLOCKCHAIN_CHAIN_ID": "1"})
+        with pytest.raises(ConfigError, match="BLOCKCHAIN_CHAIN_ID"):
+            Settings.from_env({"BLOCKCHAIN_ENDPOINT_URL": url, "BLOCKCHAIN_PRIVATE_KEY": key})
+        s = Settings.from_env({
+            "BLOCKCHAIN_ENDPOINT_URL": url, "BLOCKCHAIN_PRIVATE_KEY": key,
+            "BLOCKCHAIN_CHAIN_ID": "1337", "BLOCKCHAIN_CONFIRMATIONS": "3",
+        })
+        assert (s.blockchain_chain_id, s.blockchain_confirmations) == (1337, 3)
+        assert dict(s.describe())["BLOCKCHAIN_PRIVATE_KEY"] == "****"
+        assert key not in repr(s)
+
+    @pytest.mark.parametrize("key", ["1f" * 32, "0x" + "1f" * 31, "0x" + "zz" * 32])
+    def test_a_malformed_chain_key_is_refused_without_showing_it(self, key: str) -> None:
+        with pytest.raises(ConfigError, match="BLOCKCHAIN_PRIVATE_KEY") as caught:
+            Settings.from_env({"BLOCKCHAIN_PRIVATE_KEY": key})
+        assert key not in str(caught.value)
