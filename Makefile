@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench bench-ledger soak fuzz clean tools
+.PHONY: serve test lint bench bench-ledger bench-outside soak fuzz clean tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -40,6 +40,12 @@ bench: $(VENV)/.installed
 # against BASELINE_SRC (a checkout of an earlier release) when it is set.
 bench-ledger: $(VENV)/.installed
 	$(BIN)/python -m ops.bench ledger $(if $(BASELINE_SRC),--baseline-src $(BASELINE_SRC)) $(BENCH_ARGS)
+
+# Figures, no targets: checkpoint-to-cosigned latency with two `vault witness serve`
+# processes (quorum 2), and the anchors' receipt sizes, gas and daily cost on the local
+# RFC 3161 TSA and ganache (`make tools`; not measured when missing).
+bench-outside: $(VENV)/.installed
+	$(BIN)/python -m ops.bench outside $(BENCH_ARGS)
 
 soak: $(VENV)/.installed
 	$(BIN)/python -m ops.soak $(SOAK_ARGS)

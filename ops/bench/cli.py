@@ -117,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m ops.bench",
         description="Benchmark a Document Vault server (a fresh one by default).",
         epilog="python -m ops.bench ledger [--help]: the verifiable ledger's benchmarks"
-        " (integration rate, receipts at 1,000,000 leaves, uploads before and after).",
+        " (integration rate, receipts at 1,000,000 leaves, uploads before and after);"
+        " python -m ops.bench outside [--help]: witnessing latency and anchor costs.",
     )
     parser.add_argument("--url", help="measure this already running server (loopback only)")
     parser.add_argument("--pid", type=int, help="the --url server's pid, for memory figures")
@@ -235,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.bench.ledger import main as ledger_main
 
         return ledger_main(args[1:])
+    if args[:1] == ["outside"]:
+        from ops.bench.outside import main as outside_main
+
+        return outside_main(args[1:])
     options = parse_args(args)
     set_quiet(options.quiet)
     targets = build_targets(options)
