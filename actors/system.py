@@ -23,6 +23,8 @@ import trio
 from actors.access import Authorizer, MatrixAuthorizer, ServiceAuthorizer
 from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
+from actors.freezes import Freezes
+from actors.integrity_reads import Incidents
 from actors.ledger import Integrate, LedgerActor, LogIdentity, LogState, Publish
 from actors.log_reads import LogReads
 from actors.outside import build as build_outside
@@ -76,6 +78,8 @@ class Vault:
     log: LogIdentity
     reads: Reads
     log_reads: LogReads
+    incidents: Incidents
+    freezes: Freezes
     _done: dict[str, trio.Event] = attrs.field(factory=dict)
     _cancel: trio.CancelScope | None = None
 
@@ -188,6 +192,8 @@ async def run_vault(
             backends, retry_after=max(1, math.ceil(settings.ledger_checkpoint_interval_seconds)),
             witnessed=outside.witnessed,
         ),
+        incidents=Incidents(backends),
+        freezes=Freezes(backends, committed=audit_publisher.nudge),
     )
     upload = UploadActor(
         vault.upload, backends, concurrency=sizing.upload_concurrency, committed=committed,

@@ -9,6 +9,10 @@ may not be under a checkpoint yet: the verifier then asks the ledger actor
 to integrate and sign at once (``Publish``) and reads again. A mismatch is
 recorded with its leaf, announced and alerted, never a 5xx.
 
+Beside the mailbox runs the integrity sweep (``actors.sweep``), which
+re-verifies every document once a period through the same ``verify``, as
+the system actor, whenever no HTTP verification waits.
+
 Backpressure: ``concurrency`` re-hashes at a time; the rest wait in the
 mailbox, and HTTP callers wait in ``ask``.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import attrs
@@ -27,6 +32,7 @@ from structlog.contextvars import bound_contextvars
 from actors.deps import Backends
 from actors.log_reads import evidence_for
 from actors.runtime import Mailbox, Reply, respond, serve_mailbox
+from actors.sweep import Sweep
 from vault.domain.errors import BlobUnreadable
 from vault.domain.events import verification_events
 from vault.domain.lifecycle import Verdict, conclude
@@ -72,6 +78,7 @@ class VerifierActor:
         alerted: Callable[[], None],
         publish: Callable[[], Awaitable[object]],
         verifier: Verifier,
+        sweep_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.mailbox = mailbox
         self.backends = backends
@@ -80,18 +87,47 @@ class VerifierActor:
         self.concurrency = concurrency
         self.committed = committed
         self.alerted = alerted
+        settings = backends.settings
+        self.sweep = Sweep(
+            backends, self.verify, mailbox.health,
+            period=timedelta(hours=settings.integrity_sweep_period_hours),
+            bytes_per_second=settings.integrity_sweep_max_mb_per_second * 1_000_000,
+            clock=sweep_clock,
+        )
+        mailbox.health.live = self._live
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own verification: ``concurrency`` re-hashes at a time."""
-        await serve_mailbox(
-            self.mailbox, self._handle, concurrency=self.concurrency, task_status=task_status
-        )
+        """Own verification: ``concurrency`` re-hashes at a time, and the sweep beside them."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.sweep.run)
+            await serve_mailbox(
+                self.mailbox, self._handle, concurrency=self.concurrency, task_status=task_status
+            )
+            # The mailbox closed (shutdown): the sweep stops with it.
+            nursery.cancel_scope.cancel()
+
+    def _live(self) -> dict[str, object]:
+        coverage = self.sweep.status.coverage
+        out: dict[str, object] = {"sweep": self.sweep.status.snapshot()}
+        if coverage is not None:
+            out["coverage"] = {
+                "documents": coverage.documents,
+                "current": coverage.verified_within_period,
+                "overdue": coverage.overdue,
+                "never": coverage.never_verified,
+                "mismatch": coverage.mismatched,
+                "oldest_verification_age_seconds": coverage.oldest_age_seconds,
+            }
+        return out
 
     async def _handle(self, msg: VerifyDocument) -> None:
         with bound_contextvars(request_id=msg.correlation_id):
             await respond(msg.reply, self.verify(msg.document_id, msg.actor, msg.correlation_id))
 
-    async def verify(self, document_id: UUID, actor: Actor, correlation_id: str | None) -> Document:
+    async def verify(
+        self, document_id: UUID, actor: Actor, correlation_id: str | None, *,
+        reason: str | None = None,
+    ) -> Document:
         store = self.backends.store
         doc = await self.backends.in_db(store.get_document, document_id)
         verdict = await self._examine(doc)
@@ -104,8 +140,10 @@ class VerifierActor:
                 verified_by=actor.id,
                 verified_at=at,
                 events=lambda _: verification_events(
-                    doc, verdict.intact, verdict.calculated_hash, actor, correlation_id, at
+                    doc, verdict.intact, verdict.calculated_hash, actor, correlation_id, at,
+                    reason,
                 ),
+                freeze_on_mismatch=self.backends.settings.entity_freeze_on_mismatch,
             )
         )
         self.committed()

@@ -20,7 +20,10 @@ from vault.domain.errors import VaultError
 
 from .body import BoundedHTTPConnection, BoundedRequest
 from .documents import api
+from .freezes import freezes_api
 from .identity import IdentityProvider
+from .incidents import incidents_api
+from .integrity import integrity_api
 from .ledger import ledger_api
 from .metrics import Metrics
 from .operator import operator
@@ -57,6 +60,9 @@ def create_app(
     app.register_blueprint(uploads)
     app.register_blueprint(api)
     app.register_blueprint(ledger_api)
+    app.register_blueprint(integrity_api)
+    app.register_blueprint(incidents_api)
+    app.register_blueprint(freezes_api)
     app.register_blueprint(operator)
 
     @app.before_request

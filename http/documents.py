@@ -39,7 +39,7 @@ api = Blueprint("documents", __name__, url_prefix="/api/v1")
 
 @api.post("/documents/verify")
 async def verify() -> Response:
-    body = await _json_body()
+    body = await json_body()
     actor_raw = body.get("verifier_id", body.get("verified_by"))
     if actor_raw is not None and not isinstance(actor_raw, str):
         actor_raw = str(actor_raw)
@@ -59,7 +59,7 @@ async def verify() -> Response:
     return json_response(document_json(result))
 
 
-async def _json_body() -> dict[str, Any]:
+async def json_body() -> dict[str, Any]:
     try:
         raw = await request.get_data(cache=False)
     except RequestEntityTooLarge:
@@ -81,7 +81,12 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def encode_cursor(doc: Document) -> str:
-    raw = json.dumps([doc.created_at.isoformat(), str(doc.id)]).encode()
+    return encode_position(doc.created_at, doc.id)
+
+
+def encode_position(at: datetime, item_id: UUID) -> str:
+    """A page position (newest first: strictly after ``(at, item_id)``), opaque to clients."""
+    raw = json.dumps([at.isoformat(), str(item_id)]).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -178,6 +183,7 @@ async def download(document_id: str) -> Response:
         raise InvalidExpiry(
             f"expires_in must be between 1 and {MAX_URL_EXPIRY_SECONDS} seconds"
         )
+    await st.vault.freezes.check(doc.entity_id)
     issued = await st.vault.reads.download_url(
         doc, actor, expires_in=expires_in, correlation_id=correlation_id()
     )
@@ -202,6 +208,7 @@ async def archive(document_id: str) -> Response:
     doc = await state().vault.reads.document(doc_id)
     await authorize(actor, Action.ARCHIVE, doc, "archived_by", named)
     st = state()
+    await st.vault.freezes.check(doc.entity_id)
     result = await ask(
         st.vault.archiver,
         lambda reply: ArchiveDocument(doc_id, actor, correlation_id(), reply),

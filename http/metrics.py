@@ -187,6 +187,45 @@ def _outside_metrics(live: dict[str, Any]) -> Iterable[GaugeMetricFamily | Count
         )
 
 
+class _IntegrityCollector(Collector):
+    """The sweep's coverage and reads, from the verifier's health (coverage at most 30 s old)."""
+
+    def __init__(self, health: Callable[[], list[ActorHealth]]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        for h in self.health():
+            if h.name != "verifier":
+                continue
+            live = h.live()
+            coverage: dict[str, Any] | None = live.get("coverage")
+            if coverage is not None:
+                documents = GaugeMetricFamily(
+                    "vault_integrity_documents",
+                    "Documents by their last verification against the sweep's period",
+                    labels=["state"],
+                )
+                for state in ("current", "overdue", "never", "mismatch"):
+                    documents.add_metric([state], coverage[state])
+                yield documents
+                age = coverage["oldest_verification_age_seconds"]
+                if age is not None:
+                    yield GaugeMetricFamily(
+                        "vault_integrity_oldest_verification_age_seconds",
+                        "Age of the oldest document verification", value=age,
+                    )
+            sweep: dict[str, Any] | None = live.get("sweep")
+            if sweep is not None:
+                yield CounterMetricFamily(
+                    "vault_integrity_sweep_bytes_read",
+                    "Bytes the integrity sweep read from the blob store", value=sweep["bytes_read"],
+                )
+                yield CounterMetricFamily(
+                    "vault_integrity_sweep_documents",
+                    "Documents the integrity sweep re-verified", value=sweep["documents"],
+                )
+
+
 class _PeakMemoryCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -204,6 +243,7 @@ class Metrics:
         self.registry.register(_ActorCollector(health))
         self.registry.register(_OutboxCollector(health))
         self.registry.register(_LedgerCollector(health))
+        self.registry.register(_IntegrityCollector(health))
         self.registry.register(_PeakMemoryCollector())
         self.request_seconds = Histogram(
             "vault_http_request_duration_seconds",

@@ -14,6 +14,7 @@ from quart import Blueprint, Response
 
 from vault.adapters.blobs.signing import InvalidToken
 from vault.domain.errors import Forbidden
+from vault.domain.uploads import document_of
 from vault.domain.validation import content_disposition
 
 from .metrics import CONTENT_TYPE
@@ -115,6 +116,10 @@ async def blob(token: str) -> Response:
         claims = st.signer.verify(token, time.time())
     except InvalidToken as exc:
         raise Forbidden(f"Download URL {exc.reason}") from None
+    document_id = document_of(claims.key)
+    if document_id is not None:
+        doc = await st.vault.reads.document(document_id)
+        await st.vault.freezes.check(doc.entity_id)
     # A missing or damaged object fails here, before any answer is sent; once
     # the headers are gone, cutting the connection is the only honest signal
     # left that the body is incomplete.

@@ -117,6 +117,7 @@ class _UploadRequest:
         assert entity_id is not None and entity_type is not None and document_type is not None
         await authorize(actor, Action.UPLOAD, entity_id, "uploaded_by", uploaded_by)
         metadata = parse_metadata(self.fields.get("metadata"))
+        await state().vault.freezes.check(entity_id)
         return UploadForm(
             entity_id=entity_id,
             entity_type=entity_type,

@@ -104,6 +104,9 @@ DEFAULTS: dict[str, str] = {
     "BLOCKCHAIN_CHAIN_ID": "",
     "BLOCKCHAIN_CONFIRMATIONS": "",
     "LEDGER_ANCHOR_INTERVAL_SECONDS": "",
+    "INTEGRITY_SWEEP_PERIOD_HOURS": "",
+    "INTEGRITY_SWEEP_MAX_MB_PER_SECOND": "",
+    "ENTITY_FREEZE_ON_MISMATCH": "",
     # An optional secret: left out of the task when unset, like an empty value.
     "BLOCKCHAIN_PRIVATE_KEY_SECRET_ARN": "",
 }

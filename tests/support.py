@@ -24,11 +24,13 @@ def pdf_bytes(size: int = 64, *, seed: bytes | None = None) -> bytes:
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     # Checkpoints are signed when asked (a verification, Publish) and at start
-    # and stop, not on a timer: what a test sees of the log is what it did.
+    # and stop, not on a timer, and the integrity sweep is off: what a test
+    # sees of the log and of verifications is what it did.
     values: dict[str, Any] = {
         "environment": "test",
         "vault_data_dir": data_dir,
         "ledger_checkpoint_interval_seconds": 3600.0,
+        "integrity_sweep_period_hours": 0.0,
     }
     values.update(overrides)
     return Settings(**values)

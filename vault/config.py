@@ -105,6 +105,11 @@ class Settings:
     blockchain_chain_id: int | None = None
     blockchain_confirmations: int = 1
     ledger_anchor_interval_seconds: float = 3600.0
+    # Continuous integrity
+    integrity_sweep_period_hours: float = 168.0
+    """Every document is re-verified at least this often; 0 turns the sweep off."""
+    integrity_sweep_max_mb_per_second: float = 50.0
+    entity_freeze_on_mismatch: bool = True
     # ECS deployment (read by ops/ scripts; listed so check-config shows them)
     log_group_name: str | None = None
     ecs_execution_role_arn: str | None = None
@@ -202,6 +207,13 @@ class Settings:
             ledger_anchor_interval_seconds=r.number(
                 "LEDGER_ANCHOR_INTERVAL_SECONDS", 3600.0, low=0.01, high=86400.0 * 366
             ),
+            integrity_sweep_period_hours=r.number(
+                "INTEGRITY_SWEEP_PERIOD_HOURS", 168.0, low=0.0, high=24.0 * 3660
+            ),
+            integrity_sweep_max_mb_per_second=r.number(
+                "INTEGRITY_SWEEP_MAX_MB_PER_SECOND", 50.0, low=0.001, high=100_000.0
+            ),
+            entity_freeze_on_mismatch=r.boolean("ENTITY_FREEZE_ON_MISMATCH", True),
             log_group_name=r.text("LOG_GROUP_NAME"),
             ecs_execution_role_arn=r.text("ECS_EXECUTION_ROLE_ARN"),
             ecs_task_role_arn=r.text("ECS_TASK_ROLE_ARN"),

@@ -118,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmark a Document Vault server (a fresh one by default).",
         epilog="python -m ops.bench ledger [--help]: the verifiable ledger's benchmarks"
         " (integration rate, receipts at 1,000,000 leaves, uploads before and after);"
-        " python -m ops.bench outside [--help]: witnessing latency and anchor costs.",
+        " python -m ops.bench outside [--help]: witnessing latency and anchor costs;"
+        " python -m ops.bench sweep [--help]: client latency with the integrity sweep,"
+        " its pace and a full pass.",
     )
     parser.add_argument("--url", help="measure this already running server (loopback only)")
     parser.add_argument("--pid", type=int, help="the --url server's pid, for memory figures")
@@ -240,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.bench.outside import main as outside_main
 
         return outside_main(args[1:])
+    if args[:1] == ["sweep"]:
+        from ops.bench.sweep import main as sweep_main
+
+        return sweep_main(args[1:])
     options = parse_args(args)
     set_quiet(options.quiet)
     targets = build_targets(options)

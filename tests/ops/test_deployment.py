@@ -150,6 +150,9 @@ OPTIONAL_SAMPLE = {
     "LEDGER_TSA_URL": "https://tsa.example.com",
     "LEDGER_TSA_CERTS": TSA_ROOT_PEM.replace("\n", "\\n"),
     "LEDGER_TIMESTAMP_INTERVAL_SECONDS": "3600",
+    "INTEGRITY_SWEEP_PERIOD_HOURS": "24",
+    "INTEGRITY_SWEEP_MAX_MB_PER_SECOND": "20",
+    "ENTITY_FREEZE_ON_MISMATCH": "false",
 }
 ALL_SAMPLE = {**REQUIRED_SAMPLE, **OPTIONAL_SAMPLE}
 # What an operator's shell may hold; none of it belongs in a task definition.

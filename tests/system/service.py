@@ -57,8 +57,13 @@ def free_port() -> int:
 
 
 def vault_env(**overrides: str) -> dict[str, str]:
-    """This process's environment without any vault variable, plus ``overrides``."""
+    """This process's environment without any vault variable, plus ``overrides``.
+
+    The integrity sweep is off unless asked for: its verifications of new
+    uploads would otherwise mix with what a test does.
+    """
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
+    env["INTEGRITY_SWEEP_PERIOD_HOURS"] = "0"
     env.update(overrides)
     return env
 

@@ -206,7 +206,7 @@ def lifecycle(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
         actor_id, steps, deletion_event_id = _live(server, destinations)
         documents, audit, alerts = destinations.inboxes()
         documents.until(7)
-        audit.until(8)
+        audit.until(9)
         alerts.until(1)
         assert server.stop() == 0, server.log_tail()
         yield Lifecycle(
@@ -221,8 +221,9 @@ def lifecycle(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
 class TestEveryEventType:
     def test_every_event_arrives_exactly_once(self, lifecycle: Lifecycle) -> None:
-        """Seven document events, eight audit events and one alert, none twice."""
-        for inbox, count in ((lifecycle.documents, 7), (lifecycle.audit, 8),
+        """Seven document events, nine audit events (the mismatch froze its entity) and one
+        alert, none twice."""
+        for inbox, count in ((lifecycle.documents, 7), (lifecycle.audit, 9),
                              (lifecycle.alerts, 1)):
             ids = [m.event_id for m in inbox]
             assert len(ids) == count
@@ -392,8 +393,22 @@ class TestEveryEventType:
             "expected_hash": doc["sha256_hash"], "calculated_hash": None,
             "verified_by": lifecycle.actor_id, "recommended_action": "FREEZE_ENTITY",
             "detected_at": message.body["detected_at"],
+            "incident_id": message.body["incident_id"],
         }
+        assert_event_id(message.body["incident_id"])
         assert message.attributes == {"alert_type": "integrity_violation", "severity": "CRITICAL"}
+
+    def test_audit_entity_frozen(self, lifecycle: Lifecycle) -> None:
+        """The mismatch froze its entity: the system's entity.frozen names the incident."""
+        doc, verify = lifecycle.doc("b"), lifecycle.steps["verify b"]
+        message = one(lifecycle.audit, action="entity.frozen", entity_id=doc["entity_id"])
+        (alert,) = lifecycle.alerts
+        assert message.body["entity_type"] == "entity"
+        assert (message.body["actor_id"], message.body["actor_type"]) == (None, "system")
+        assert_occurred_within(message.body["occurred_at"], verify.window)
+        assert message.body["details"] == {
+            "reason": "integrity mismatch", "incident_id": alert.body["incident_id"],
+        }
 
     def test_mismatch_events_share_their_moment(self, lifecycle: Lifecycle) -> None:
         """The mismatch's document event, audit event and alert tell of one moment."""

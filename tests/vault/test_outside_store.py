@@ -21,7 +21,12 @@ from psycopg import sql
 from tests.pg import PgDatabase, with_database
 from tests.vault.conftest import STORE_BACKENDS
 from tests.vault.store_helpers import BASE, StoreBackend, integrate_all, race
-from vault.adapters.stores import outside_schema, postgres_schema, sqlite_schema
+from vault.adapters.stores import (
+    integrity_schema,
+    outside_schema,
+    postgres_schema,
+    sqlite_schema,
+)
 from vault.adapters.stores import sqlite as sqlite_module
 from vault.adapters.stores.postgres import PostgresMetadataStore
 from vault.adapters.stores.sqlite import SQLiteMetadataStore
@@ -660,7 +665,10 @@ def sqlite_schema_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
             patch.setattr(
                 sqlite_module,
                 "SCHEMA",
-                tuple(s for s in sqlite_schema.SCHEMA if s not in outside_schema.SQLITE),
+                tuple(
+                    s for s in sqlite_schema.SCHEMA
+                    if s not in outside_schema.SQLITE and s not in integrity_schema.SQLITE
+                ),
             )
             store.migrate()
         yield OldDatabase(store, query, partial(names, "table"), partial(names, "trigger"))
@@ -701,6 +709,7 @@ def postgres_schema_2(
             with monkeypatch.context() as patch:
                 patch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
                 patch.setattr(outside_schema, "POSTGRES", ())
+                patch.setattr(integrity_schema, "POSTGRES", ())
                 store.migrate()
             yield OldDatabase(store, query, tables, triggers)
         finally:
@@ -723,7 +732,8 @@ def _versions(old: OldDatabase) -> list[tuple[Any, ...]]:
 
 
 def test_schema_2_migrates_to_3(schema_2: OldDatabase) -> None:
-    """The log kept as it was; the three tables and their guards added; usable at once."""
+    """The log kept as it was; the three tables and their guards added (and schema 4's
+    sweep tables); usable at once."""
     store = schema_2.store
     assert [v for v, _ in _versions(schema_2)] == [1, 2]
     assert not schema_2.tables() & NEW_TABLES
@@ -735,7 +745,7 @@ def test_schema_2_migrates_to_3(schema_2: OldDatabase) -> None:
 
     store.migrate()
 
-    assert [v for v, _ in _versions(schema_2)] == [1, 2, 3]
+    assert [v for v, _ in _versions(schema_2)] == [1, 2, 3, 4]
     assert schema_2.tables() >= NEW_TABLES
     assert len(schema_2.triggers() - triggers_before) >= 3
     assert store.ledger_head() == head

@@ -97,8 +97,10 @@ def audit_event(
     details: dict[str, Any],
     correlation_id: str | None,
     at: datetime,
+    *,
+    entity_type: str = "document",
 ) -> OutboxEvent:
-    """An audit record for the EPR service's SNS topic."""
+    """An audit record for the EPR service's SNS topic, about a document (or an entity)."""
     event_id = uuid4()
     return OutboxEvent(
         event_id=event_id,
@@ -110,7 +112,7 @@ def audit_event(
             "actor_id": None if actor.id is None else str(actor.id),
             "actor_type": actor.type,
             "entity_id": str(document_id),
-            "entity_type": "document",
+            "entity_type": entity_type,
             "correlation_id": correlation_id,
             "occurred_at": iso_event(at),
             "details": details,
@@ -180,8 +182,13 @@ def verification_events(
     actor: Actor,
     correlation_id: str | None,
     at: datetime,
+    reason: str | None = None,
 ) -> list[OutboxEvent]:
-    """What one verification announces; ``doc`` is the row before the change."""
+    """What one verification announces; ``doc`` is the row before the change.
+
+    ``reason`` (the sweep's ``scheduled_sweep``) goes into the audit events' details.
+    """
+    extra = {} if reason is None else {"reason": reason}
     if intact:
         return [
             document_event("document.verified", doc, at),
@@ -193,6 +200,7 @@ def verification_events(
                     "sha256_hash": doc.sha256_hash,
                     "on_chain_reference": doc.on_chain_reference,
                     "calculated_hash": calculated_hash,
+                    **extra,
                 },
                 correlation_id,
                 at,
@@ -209,6 +217,7 @@ def verification_events(
                 "calculated_hash": calculated_hash,
                 "on_chain_reference": doc.on_chain_reference,
                 "filename": doc.filename,
+                **extra,
             },
             correlation_id,
             at,

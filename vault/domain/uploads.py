@@ -37,6 +37,17 @@ def storage_key(document_id: UUID) -> str:
     return f"documents/{document_id}"
 
 
+def document_of(key: str) -> UUID | None:
+    """The document a ``storage_key`` names (None for any other key)."""
+    prefix, _, rest = key.partition("/")
+    if prefix != "documents":
+        return None
+    try:
+        return UUID(rest)
+    except ValueError:
+        return None
+
+
 def new_document(
     document_id: UUID,
     form: UploadForm,

@@ -45,9 +45,10 @@ from typing import Final
 import attrs
 
 from vault.adapters.stores import queries as q
+from vault.adapters.stores.freezes import SqlFreezes, freeze_for_mismatch
+from vault.adapters.stores.incidents import join_incident
 from vault.adapters.stores.ledger import insert_leaves
 from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, insert_events
-from vault.adapters.stores.outside import SqlLogOutside
 from vault.adapters.stores.rows import (
     as_datetime,
     as_uuid,
@@ -58,6 +59,7 @@ from vault.adapters.stores.rows import (
 from vault.adapters.stores.sql import Dialect, Session, chunks
 from vault.domain import lifecycle
 from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
+from vault.domain.incidents import with_incident
 from vault.domain.leaf import LeafKind
 from vault.domain.ledger import entry_hash_from_reference
 from vault.domain.log import PendingLeaf, leaf_for, reference_of
@@ -69,7 +71,7 @@ CLAIM_ATTEMPTS: Final = 3
 between the conflict and the look-up."""
 
 
-class SqlMetadataStore(SqlLogOutside):
+class SqlMetadataStore(SqlFreezes):
     """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
 
     dialect: Dialect
@@ -168,6 +170,7 @@ class SqlMetadataStore(SqlLogOutside):
         verified_by: uuid.UUID | None,
         verified_at: datetime,
         events: EventsFor,
+        freeze_on_mismatch: bool = False,
     ) -> Document:
         status = DocumentStatus(status)
         kind = LeafKind.VERIFIED if status is DocumentStatus.VERIFIED else LeafKind.MISMATCH
@@ -184,7 +187,13 @@ class SqlMetadataStore(SqlLogOutside):
             sha256 = calculated_hash if kind is LeafKind.MISMATCH else None
             insert_leaves(db, [PendingLeaf.of(leaf_for(current, kind, verified_at, sha256),
                                               verified_at)])
-            insert_events(db, events(updated))
+            announced = events(updated)
+            if kind is LeafKind.MISMATCH:
+                incident_id = join_incident(db, current, calculated_hash, verified_at)
+                announced = with_incident(announced, incident_id)
+                if freeze_on_mismatch:
+                    freeze_for_mismatch(db, current.entity_id, incident_id, verified_at)
+            insert_events(db, announced)
         return updated
 
     def archive_document(

@@ -20,18 +20,11 @@ import attrs
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
 from vault.domain.log import Integration, SignedCheckpoint, StoredLeaf, TileKey, TreeHead
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
-from vault.domain.publication import AnchorJob, AnchorKind, PublishedCheckpoint, StoredAnchor
+from vault.ports.outside import OutsideStore as OutsideStore
+from vault.ports.pages import PageCursor as PageCursor
 
 EventsFor = Callable[[Document], Sequence[OutboxEvent]]
 """Builds the events of a change from the document as it is after the change."""
-
-
-@attrs.frozen
-class PageCursor:
-    """Where a listing page starts: strictly after this (created_at, id), newest first."""
-
-    created_at: datetime
-    document_id: UUID
 
 
 @attrs.frozen
@@ -60,7 +53,7 @@ class ParkedRow:
     last_error: str | None
 
 
-class MetadataStore(Protocol):
+class MetadataStore(OutsideStore, Protocol):
     """Documents, the ledger, the outbox and processed events, transactionally."""
 
     def migrate(self) -> None:
@@ -144,46 +137,6 @@ class MetadataStore(Protocol):
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint | None: ...
 
-    # -- the log's checkpoints outside ---------------------------------------
-
-    def add_cosignature(self, witness: str, size: int, line: str, at: datetime) -> None:
-        """Keep ``witness``'s cosignature line on the checkpoint of ``size`` (once)."""
-
-    def cosignatures_at(self, size: int) -> dict[str, str]:
-        """Each witness's cosignature line on the checkpoint of ``size``."""
-
-    def witness_sizes(self) -> dict[str, int]:
-        """The largest checkpoint size each witness cosigned."""
-
-    def publish_checkpoint(self, size: int, note: str, at: datetime) -> None:
-        """Keep the cosigned note of a checkpoint that met the quorum (once a size)."""
-
-    def latest_published(self) -> PublishedCheckpoint | None: ...
-
-    def published_at(self, size: int) -> PublishedCheckpoint | None: ...
-
-    def schedule_anchor(self, kind: AnchorKind, size: int, at: datetime) -> bool:
-        """Write a pending job for the checkpoint of ``size``; False if it has one."""
-
-    def last_anchor(self, kind: AnchorKind) -> AnchorJob | None:
-        """The job of the largest checkpoint size of ``kind``, whatever its state."""
-
-    def claim_anchor(
-        self, kind: AnchorKind, now: datetime, lease_seconds: float
-    ) -> AnchorJob | None:
-        """Lease the oldest unfinished job of ``kind`` whose lease ran out, if any."""
-
-    def save_anchor(self, job: AnchorJob, retry_at: datetime | None) -> None:
-        """Write an unfinished job's progress; leased until ``retry_at`` (None: free)."""
-
-    def finish_anchor(self, anchor: StoredAnchor) -> None:
-        """Mark the job done with the authority's answer; a done job never changes."""
-
-    def anchors_covering(self, leaf_index: int) -> list[StoredAnchor]:
-        """Per kind, the first finished anchor whose checkpoint holds leaf ``leaf_index``."""
-
-    def newest_anchor(self, kind: AnchorKind) -> StoredAnchor | None: ...
-
     def record_verification(
         self,
         document_id: UUID,
@@ -193,6 +146,7 @@ class MetadataStore(Protocol):
         verified_at: datetime,
         calculated_hash: str | None,
         events: EventsFor,
+        freeze_on_mismatch: bool = False,
     ) -> Document:
         """Set the verification outcome and write its leaf and events, in one transaction.
 
@@ -285,6 +239,7 @@ class MetadataStore(Protocol):
 
         Ids that are not parked rows are left alone and not returned.
         """
+
 
 
 class BlobWriter(Protocol):

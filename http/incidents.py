@@ -1,0 +1,97 @@
+"""Integrity incidents: ``GET /api/v1/incidents`` and ``POST /api/v1/incidents/{id}/resolve``.
+
+Listing is for admins, auditors and compliance officers; resolving for
+compliance officers and admins (role checks: an incident is about an
+entity's integrity as the vault found it, not a document action). Order of
+checks: 401, 422, 404, 403 (409 for an incident already resolved).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from quart import Blueprint, Response, request
+
+from vault.domain.errors import Forbidden, InvalidRequest
+from vault.domain.incidents import Incident, IncidentStatus, check_resolution
+from vault.domain.models import Actor, Role, iso_response
+
+from .documents import decode_cursor, encode_position, json_body
+from .responses import json_response
+from .state import identify, parse_uuid, state
+
+incidents_api = Blueprint("incidents", __name__, url_prefix="/api/v1")
+
+READERS = frozenset({Role.ADMIN, Role.AUDITOR, Role.COMPLIANCE_OFFICER})
+RESOLVERS = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER})
+PAGE_SIZE = 50
+
+
+def _check_role(actor: Actor, roles: frozenset[Role], what: str) -> None:
+    if actor.role not in roles:
+        role = actor.role.value if actor.role else "none"
+        raise Forbidden(f"Role {role} may not {what}")
+
+
+def incident_json(found: Incident) -> dict[str, object]:
+    return {
+        "incident_id": str(found.incident_id),
+        "entity_id": str(found.entity_id),
+        "entity_type": found.entity_type.value,
+        "status": found.status.value,
+        "opened_at": iso_response(found.opened_at),
+        "last_detected_at": iso_response(found.last_detected_at),
+        "documents": [
+            {
+                "document_id": str(d.document_id),
+                "filename": d.filename,
+                "expected_hash": d.expected_hash,
+                "calculated_hash": d.calculated_hash,
+                "detected_at": iso_response(d.detected_at),
+            }
+            for d in found.documents
+        ],
+        "resolved_at": iso_response(found.resolved_at),
+        "resolved_by": None if found.resolved_by is None else str(found.resolved_by),
+        "resolution": found.resolution,
+    }
+
+
+@incidents_api.get("/incidents")
+async def list_incidents() -> Response:
+    actor = identify(None)
+    entity_id = parse_uuid(request.args.get("entity_id"), "query", "entity_id", required=False)
+    raw_status = request.args.get("status")
+    status: IncidentStatus | None = None
+    if raw_status is not None:
+        try:
+            status = IncidentStatus(raw_status)
+        except ValueError:
+            raise InvalidRequest.field("query", "status", "must be open or resolved") from None
+    raw_cursor = request.args.get("cursor")
+    after = decode_cursor(raw_cursor) if raw_cursor else None
+    _check_role(actor, READERS, "read incidents")
+    found = await state().vault.incidents.list(
+        entity_id=entity_id, status=status, limit=PAGE_SIZE + 1, after=after
+    )
+    page = found[:PAGE_SIZE]
+    next_cursor = (
+        encode_position(page[-1].opened_at, page[-1].incident_id)
+        if len(found) > PAGE_SIZE else None
+    )
+    return json_response(
+        {"incidents": [incident_json(i) for i in page], "next_cursor": next_cursor}
+    )
+
+
+@incidents_api.post("/incidents/<incident_id>/resolve")
+async def resolve(incident_id: str) -> Response:
+    actor = identify(None)
+    body = await json_body()
+    named = parse_uuid(incident_id, "path", "incident_id")
+    resolution = check_resolution(body.get("resolution"))
+    assert isinstance(named, UUID)
+    incidents = state().vault.incidents
+    await incidents.get(named)  # 404 before 403
+    _check_role(actor, RESOLVERS, "resolve incidents")
+    return json_response(incident_json(await incidents.resolve(named, actor, resolution)))
