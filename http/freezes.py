@@ -14,18 +14,15 @@ from uuid import UUID
 
 from quart import Blueprint, Response
 
-from vault.domain.errors import Forbidden
 from vault.domain.freezes import FreezeState, check_reason
-from vault.domain.models import Action, Actor, Role, iso_response
+from vault.domain.models import Action, Actor, iso_response
+from vault.domain.permissions import COMPLIANCE_ROLES, require_role
 
 from .documents import json_body
 from .responses import json_response
 from .state import correlation_id, identify, parse_uuid, state
 
 freezes_api = Blueprint("freezes", __name__, url_prefix="/api/v1")
-
-CHANGERS = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER})
-
 
 def freeze_json(found: FreezeState) -> dict[str, object]:
     return {
@@ -62,9 +59,7 @@ async def _change(entity_id: str, *, frozen: bool) -> Response:
 async def _may_change(actor: Actor, entity_id: UUID) -> None:
     st = state()
     if st.settings.epr_mock_mode:
-        if actor.role not in CHANGERS:
-            role = actor.role.value if actor.role else "none"
-            raise Forbidden(f"Role {role} may not freeze or unfreeze an entity")
+        require_role(actor, COMPLIANCE_ROLES, "freeze or unfreeze an entity")
         return
     await st.authorizer.authorize(actor, Action.ARCHIVE, entity_id)
 

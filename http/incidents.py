@@ -12,9 +12,10 @@ from uuid import UUID
 
 from quart import Blueprint, Response, request
 
-from vault.domain.errors import Forbidden, InvalidRequest
+from vault.domain.errors import InvalidRequest
 from vault.domain.incidents import Incident, IncidentStatus, check_resolution
-from vault.domain.models import Actor, Role, iso_response
+from vault.domain.models import iso_response
+from vault.domain.permissions import COMPLIANCE_ROLES, OVERSIGHT_ROLES, require_role
 
 from .documents import decode_cursor, encode_position, json_body
 from .responses import json_response
@@ -22,15 +23,7 @@ from .state import identify, parse_uuid, state
 
 incidents_api = Blueprint("incidents", __name__, url_prefix="/api/v1")
 
-READERS = frozenset({Role.ADMIN, Role.AUDITOR, Role.COMPLIANCE_OFFICER})
-RESOLVERS = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER})
 PAGE_SIZE = 50
-
-
-def _check_role(actor: Actor, roles: frozenset[Role], what: str) -> None:
-    if actor.role not in roles:
-        role = actor.role.value if actor.role else "none"
-        raise Forbidden(f"Role {role} may not {what}")
 
 
 def incident_json(found: Incident) -> dict[str, object]:
@@ -70,7 +63,7 @@ async def list_incidents() -> Response:
             raise InvalidRequest.field("query", "status", "must be open or resolved") from None
     raw_cursor = request.args.get("cursor")
     after = decode_cursor(raw_cursor) if raw_cursor else None
-    _check_role(actor, READERS, "read incidents")
+    require_role(actor, OVERSIGHT_ROLES, "read incidents")
     found = await state().vault.incidents.list(
         entity_id=entity_id, status=status, limit=PAGE_SIZE + 1, after=after
     )
@@ -93,5 +86,5 @@ async def resolve(incident_id: str) -> Response:
     assert isinstance(named, UUID)
     incidents = state().vault.incidents
     await incidents.get(named)  # 404 before 403
-    _check_role(actor, RESOLVERS, "resolve incidents")
+    require_role(actor, COMPLIANCE_ROLES, "resolve incidents")
     return json_response(incident_json(await incidents.resolve(named, actor, resolution)))

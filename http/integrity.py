@@ -9,23 +9,18 @@ from __future__ import annotations
 from quart import Blueprint, Response
 
 from actors.integrity_reads import integrity_status
-from vault.domain.errors import Forbidden
-from vault.domain.models import Role, iso_response
+from vault.domain.models import iso_response
+from vault.domain.permissions import OVERSIGHT_ROLES, require_role
 
 from .responses import json_response
 from .state import identify, state
 
 integrity_api = Blueprint("integrity", __name__, url_prefix="/api/v1")
 
-READERS = frozenset({Role.ADMIN, Role.AUDITOR, Role.COMPLIANCE_OFFICER})
-
-
 @integrity_api.get("/integrity/status")
 async def status() -> Response:
     actor = identify(None)
-    if actor.role not in READERS:
-        role = actor.role.value if actor.role else "none"
-        raise Forbidden(f"Role {role} may not read the integrity status")
+    require_role(actor, OVERSIGHT_ROLES, "read the integrity status")
     found = await integrity_status(state().vault.backends)
     coverage = found.coverage
     return json_response({

@@ -32,21 +32,13 @@ from actors.log_reads import Receipt
 from actors.outside import Outside
 from actors.system import Sizing, Vault, run_vault
 from tests.actors.helpers import database_path
+from tests.mirror_reader import get_object, read_tiles_log
 from tests.support import actor_headers
 from vault.adapters.blobs.log_mirror import S3LogMirror
 from vault.config import Settings
-from vault.domain.checkpoint import Checkpoint, open_checkpoint
-from vault.domain.log import TileSet
-from vault.domain.merkle import HASH_SIZE, leaf_hash, node_hash, root_at
+from vault.domain.checkpoint import Checkpoint
 from vault.domain.models import Role
 from vault.domain.note import Verifier
-from vault.domain.tiles import (
-    TILE_WIDTH,
-    bundles_for_size,
-    decode_bundle,
-    decode_tile,
-    tiles_for_size,
-)
 from vault.wiring import url_signer
 from vault_http.app import create_app
 from vault_http.identity import HeaderIdentity
@@ -246,39 +238,15 @@ async def stays(
 # ---------------------------------------------------------------- the bucket alone
 
 
-def _get(client: Any, bucket: str, key: str) -> bytes:
-    body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body
-
-
 def read_mirror(
     client: Any, bucket: str, verifier: Verifier, prefix: str = "ledger/"
 ) -> tuple[Checkpoint, list[bytes]]:
-    """A tlog-tiles client with the bucket alone: open ``ledger/checkpoint`` with the key,
-    fetch every tile and entry bundle of its size, and check that the tiles rebuild its
-    root, each upper tile hash is the root of its children and each level-0 hash is its
-    bundle's leaf's. The checkpoint and every leaf, in order."""
-    checkpoint = open_checkpoint(_get(client, bucket, prefix + "checkpoint"), verifier)
-    tiles: dict[tuple[int, int], bytes] = {}
-    for tile in tiles_for_size(checkpoint.size):
-        data = _get(client, bucket, prefix + tile.path)
-        decode_tile(data, tile.width)
-        tiles[(tile.level, tile.index)] = data
-    lookup = TileSet(tiles)
-    assert root_at(checkpoint.size, lookup.get_node) == checkpoint.root_hash
-    for (level, index), data in tiles.items():
-        for position, value in enumerate(decode_tile(data)) if level else ():
-            child = TILE_WIDTH * index + position
-            assert len(tiles[(level - 1, child)]) == TILE_WIDTH * HASH_SIZE
-            half = 8 * level - 1
-            left, right = lookup.get_node(half, 2 * child), lookup.get_node(half, 2 * child + 1)
-            assert node_hash(left, right) == value
-    leaves: list[bytes] = []
-    for bundle in bundles_for_size(checkpoint.size):
-        found = decode_bundle(_get(client, bucket, prefix + bundle.path), bundle.width)
-        assert [leaf_hash(leaf) for leaf in found] == decode_tile(
-            tiles[(0, bundle.index)], bundle.width
-        )
-        leaves.extend(found)
+    """A tlog-tiles client with the bucket alone (``tests.mirror_reader``): the bucket's
+    checkpoint, checked against its tiles, and every leaf, in order."""
+    checkpoint, bundles = read_tiles_log(
+        get_object(client, bucket, prefix + "checkpoint"),
+        lambda path: get_object(client, bucket, prefix + path), verifier,
+    )
+    leaves = [leaf for bundle in bundles for leaf in bundle]
     assert len(leaves) == checkpoint.size
     return checkpoint, leaves

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.polling import eventually_sync
-from tests.system.service import POLL_INTERVAL, START_TIMEOUT, STOP_TIMEOUT, free_port, vault_env
+from tests.system.service import vault_env
+from tests.system.witness_support import WitnessProcess
 from vault.domain.checkpoint import Checkpoint, signed_checkpoint
-from vault.domain.cosignature import CosignerVerifier, verify_cosignature
+from vault.domain.cosignature import verify_cosignature
 from vault.domain.merkle import CompactRange, consistency_proof, leaf_hash
 from vault.domain.note import Signer
 from vault.domain.witness import AddCheckpointRequest
@@ -29,7 +28,6 @@ from vault.domain.witness import AddCheckpointRequest
 pytestmark = pytest.mark.system
 
 ORIGIN = "example.com/witnessed-log"
-ADD = "/add-checkpoint"
 
 
 @attrs.define
@@ -57,60 +55,13 @@ class Log:
         return AddCheckpointRequest(old, tuple(proof), self.checkpoint()).format()
 
 
-@attrs.define
-class Witness:
-    env: dict[str, str]
-    log_path: Path
-    port: int = attrs.field(factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")[-4000:] if self.log_path.exists() else ""
-
-    def start(self) -> None:
-        env = {**self.env, "WITNESS_PORT": str(self.port)}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "vault", "witness", "serve"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        eventually_sync(self._listening, "the witness to listen", within=START_TIMEOUT,
-                        interval=POLL_INTERVAL, describe=self.log_tail)
-
-    def _listening(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"witness exited with {self.process.returncode}\n{self.log_tail()}")
-        try:
-            return httpx.get(self.url + ADD, timeout=2.0).status_code == 405
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            return self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"witness still running after SIGTERM\n{self.log_tail()}")
-
-    def post(self, body: str | bytes) -> httpx.Response:
-        return httpx.post(self.url + ADD, content=body, timeout=30.0)
-
-
 @pytest.fixture
 def log() -> Log:
     return Log(Signer.from_key(ORIGIN, Ed25519PrivateKey.generate()))
 
 
 @pytest.fixture
-def witness(tmp_path: Path, log: Log) -> Iterator[Witness]:
+def witness(tmp_path: Path, log: Log) -> Iterator[WitnessProcess]:
     env = vault_env(
         WITNESS_LOGS=json.dumps([log.signer.verifier().format()]),
         WITNESS_NAME="test-witness",
@@ -118,24 +69,16 @@ def witness(tmp_path: Path, log: Log) -> Iterator[Witness]:
         WITNESS_DB=str(tmp_path / "witness" / "state.sqlite3"),
         WITNESS_HOST="127.0.0.1",
     )
-    server = Witness(env, tmp_path / "witness.log")
+    server = WitnessProcess("witness", env, tmp_path / "witness.log")
     yield server
     if server.process is not None and server.process.poll() is None:
         assert server.stop() == 0, server.log_tail()
 
 
-def witness_key(env: dict[str, str]) -> CosignerVerifier:
-    done = subprocess.run(
-        [sys.executable, "-m", "vault", "witness", "key"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    )
-    return CosignerVerifier.parse(done.stdout.strip())
-
-
 def test_the_witness_cosigns_extensions_and_refuses_everything_else(
-    witness: Witness, log: Log
+    witness: WitnessProcess, log: Log
 ) -> None:
-    key = witness_key(witness.env)
+    key = witness.key()
     assert key.name == "test-witness"
     witness.start()
 
@@ -178,7 +121,7 @@ def test_the_witness_cosigns_extensions_and_refuses_everything_else(
     assert witness.post(log.request(0)).text == "11\n"
     resumed = witness.post(log.request(11))
     assert resumed.status_code == 200, resumed.text
-    assert verify_cosignature(log.checkpoint() + resumed.text, witness_key(witness.env)) > 0
+    assert verify_cosignature(log.checkpoint() + resumed.text, witness.key()) > 0
 
 
 def test_a_bad_witness_logs_value_is_one_line_naming_it(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ class WitnessProcess:
             self.process.wait()
             pytest.fail(f"{self.name} still running after SIGTERM\n{self.log_tail()}")
 
-    def post(self, body: str) -> httpx.Response:
+    def post(self, body: str | bytes) -> httpx.Response:
         return httpx.post(self.url + ADD, content=body, timeout=30.0)
 
 

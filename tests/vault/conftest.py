@@ -91,5 +91,12 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
 
 
 @pytest.fixture
+def pg_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
+    """PostgreSQL alone: for races only a database with concurrent writers can show."""
+    with STORE_BACKENDS["postgres"](request) as backend:
+        yield backend
+
+
+@pytest.fixture
 def store(store_backend: StoreBackend) -> MetadataStore:
     return store_backend.open_store()

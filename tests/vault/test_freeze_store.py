@@ -301,20 +301,13 @@ class TestSetFreeze:
 
 
 @pytest.fixture
-def postgres_only(store_backend: StoreBackend) -> StoreBackend:
-    if store_backend.name != "postgres":
-        pytest.skip("SQLite serialises every writer: no interleaving to provoke")
-    return store_backend
-
-
-@pytest.fixture
 def other_writes_after_first_read(
-    monkeypatch: pytest.MonkeyPatch, postgres_only: StoreBackend
+    monkeypatch: pytest.MonkeyPatch, pg_backend: StoreBackend
 ) -> Iterator[list[Any]]:
     """Once armed (by appending a callable taking a store), the next ``set_freeze`` that
     finds no row for its entity has another store run that callable to completion before
     it goes on: the interleaving two processes can produce."""
-    other = postgres_only.open_store()
+    other = pg_backend.open_store()
     armed: list[Any] = []
     fired = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1)
@@ -337,9 +330,9 @@ def other_writes_after_first_read(
 
 class TestFreezeRaces:
     def test_racing_first_freezes_announce_once(
-        self, postgres_only: StoreBackend, other_writes_after_first_read: list[Any]
+        self, pg_backend: StoreBackend, other_writes_after_first_read: list[Any]
     ) -> None:
-        store = postgres_only.open_store()
+        store = pg_backend.open_store()
         entity = uuid4()
         other_writes_after_first_read.append(
             lambda other: set_freeze(other, entity, True, at(1), reason="other")
@@ -350,9 +343,9 @@ class TestFreezeRaces:
         assert len(freeze_events(store, entity)) == 1
 
     def test_a_manual_freeze_racing_a_mismatch_keeps_the_incident(
-        self, postgres_only: StoreBackend, other_writes_after_first_read: list[Any]
+        self, pg_backend: StoreBackend, other_writes_after_first_read: list[Any]
     ) -> None:
-        store = postgres_only.open_store()
+        store = pg_backend.open_store()
         entity = uuid4()
         doc = upload(store, make_document(entity_id=entity))
         other_writes_after_first_read.append(lambda other: mismatch(other, doc, at(1)))

@@ -430,21 +430,14 @@ class TestConcurrency:
 
 
 @pytest.fixture
-def postgres_only(store_backend: StoreBackend) -> StoreBackend:
-    if store_backend.name != "postgres":
-        pytest.skip("SQLite serialises every writer: no interleaving to provoke")
-    return store_backend
-
-
-@pytest.fixture
 def resolve_after_join_reads(
-    monkeypatch: pytest.MonkeyPatch, postgres_only: StoreBackend
+    monkeypatch: pytest.MonkeyPatch, pg_backend: StoreBackend
 ) -> Iterator[list[Future[Incident]]]:
     """Once armed (by appending anything to the list it yields), the next ``join_incident``
     has another store start resolving the open incident it has just read (and locked),
     while it goes on: the interleaving two processes can produce. The resolution's
     future is appended."""
-    other = postgres_only.open_store()
+    other = pg_backend.open_store()
     armed: list[Any] = []
     fired = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1)
@@ -466,12 +459,12 @@ def resolve_after_join_reads(
 
 class TestResolveRace:
     def test_mismatch_racing_a_resolution_never_joins_the_resolved_incident(
-        self, postgres_only: StoreBackend, resolve_after_join_reads: list[Any]
+        self, pg_backend: StoreBackend, resolve_after_join_reads: list[Any]
     ) -> None:
         """A resolution asked for while a mismatch of the same entity is being recorded
         waits for it (the mismatch holds the open incident's row): it resolves the incident
         with that mismatch in it, and never a detection lands in a resolved incident."""
-        store = postgres_only.open_store()
+        store = pg_backend.open_store()
         entity = uuid4()
         first, second = uploaded(store, entity, 2)
         mismatch(store, first, at(1))

@@ -25,6 +25,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.mirror_reader import get_object, read_tiles_log
 from tests.vault.blob_helpers import drop_bucket, new_bucket, s3_client
 from vault.adapters.blobs.log_mirror import (
     CHECKPOINT_CACHE_CONTROL,
@@ -40,11 +41,11 @@ from vault.adapters.blobs.log_mirror import (
 )
 from vault.adapters.stores.ledger import insert_leaves
 from vault.adapters.stores.sqlite import SQLiteMetadataStore
-from vault.domain.checkpoint import Checkpoint, open_checkpoint, signed_checkpoint
+from vault.domain.checkpoint import Checkpoint, signed_checkpoint
 from vault.domain.errors import DependencyUnavailable
 from vault.domain.leaf import Leaf, LeafKind
-from vault.domain.log import PendingLeaf, TileSet, origin_for
-from vault.domain.merkle import HASH_SIZE, leaf_hash, node_hash, root_at
+from vault.domain.log import PendingLeaf, origin_for
+from vault.domain.merkle import HASH_SIZE
 from vault.domain.mirror import MirrorPath, mirror_paths
 from vault.domain.models import EntityType
 from vault.domain.note import Signer, Verifier
@@ -53,8 +54,6 @@ from vault.domain.tiles import (
     BundleId,
     TileId,
     bundles_for_size,
-    decode_bundle,
-    decode_tile,
     encode_bundle,
     tiles_for_size,
 )
@@ -190,11 +189,6 @@ class Log:
         return signed_checkpoint(Checkpoint(self.signer.name, size, root), self.signer)
 
 
-def get(client: Any, bucket: str, key: str) -> bytes:
-    body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body
-
-
 def read_mirror(
     client: Any,
     bucket: str,
@@ -214,30 +208,13 @@ def read_mirror(
 
     def fetch(path: str) -> bytes:
         if path not in cache:
-            cache[path] = get(client, bucket, prefix + path)
+            cache[path] = get_object(client, bucket, prefix + path)
         return cache[path]
 
-    text = get(client, bucket, prefix + "checkpoint") if note is None else note.encode()
-    checkpoint = open_checkpoint(text, verifier)
-    tiles: dict[tuple[int, int], bytes] = {}
-    for tile in tiles_for_size(checkpoint.size):
-        data = fetch(tile.path)
-        decode_tile(data, tile.width)
-        tiles[(tile.level, tile.index)] = data
-    lookup = TileSet(tiles)
-    assert root_at(checkpoint.size, lookup.get_node) == checkpoint.root_hash
-    for (level, index), data in tiles.items():
-        for position, value in enumerate(decode_tile(data)) if level else ():
-            child = TILE_WIDTH * index + position
-            assert len(tiles[(level - 1, child)]) == TILE_WIDTH * HASH_SIZE
-            half = 8 * level - 1
-            left, right = lookup.get_node(half, 2 * child), lookup.get_node(half, 2 * child + 1)
-            assert node_hash(left, right) == value
-    for bundle in bundles_for_size(checkpoint.size):
-        leaves = decode_bundle(fetch(bundle.path), bundle.width)
+    text = get_object(client, bucket, prefix + "checkpoint") if note is None else note.encode()
+    checkpoint, bundles = read_tiles_log(text, fetch, verifier)
+    for leaves in bundles:
         assert Leaf.parse(leaves[-1]).kind is LeafKind.REGISTERED
-        hashes = decode_tile(tiles[(0, bundle.index)], bundle.width)
-        assert [leaf_hash(leaf) for leaf in leaves] == hashes
     return checkpoint
 
 
@@ -365,7 +342,7 @@ class TestMirror:
             paths = mirror_paths(previous, size)
             assert result.objects == len(paths) + 1
             assert result.bytes == sum(map(stored_bytes, paths)) + len(note.encode())
-            assert get(client, bucket, "ledger/checkpoint") == note.encode()
+            assert get_object(client, bucket, "ledger/checkpoint") == note.encode()
             assert read_mirror(client, bucket, log.verifier, cache=cache).size == size
             notes.append(note)
             previous = size
@@ -441,7 +418,7 @@ class TestMirror:
         with cut_after(client, "PutObject", 3), pytest.raises(MirrorUnavailable) as caught:
             mirror.mirror(log.store, 300, 1100, note)
         assert "\n" not in caught.value.detail
-        assert get(client, bucket, "ledger/checkpoint") == first.encode()
+        assert get_object(client, bucket, "ledger/checkpoint") == first.encode()
         assert read_mirror(client, bucket, log.verifier).size == 300
         mirror.mirror(log.store, 300, 1100, note)
         assert read_mirror(client, bucket, log.verifier).size == 1100

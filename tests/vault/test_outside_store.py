@@ -536,12 +536,6 @@ def test_an_unfinished_anchor_may_change_through_any_session(
 
 
 @pytest.fixture
-def pg_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
-    with STORE_BACKENDS["postgres"](request) as backend:
-        yield backend
-
-
-@pytest.fixture
 def sqlite_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
     with STORE_BACKENDS["sqlite"](request) as backend:
         yield backend

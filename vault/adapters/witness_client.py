@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import attrs
 import httpx
 
+from vault.adapters.http_answers import bounded_exchange
 from vault.domain.errors import DependencyUnavailable
 from vault.domain.witness import SIZE_CONTENT_TYPE, AddCheckpointRequest
 
@@ -83,26 +84,12 @@ class WitnessClient:
         raise WitnessUnavailable(f"{self.url} answered HTTP {status}")
 
     def _post(self, body: bytes) -> tuple[int, str, str]:
+        status, content_type, raw = bounded_exchange(
+            self._client, "POST", self.url, limit=MAX_ANSWER_BYTES, error=WitnessUnavailable,
+            unreachable="cannot reach the witness at", content=body,
+            headers={"Content-Type": "text/plain"},
+        )
         try:
-            with self._client.stream(
-                "POST", self.url, content=body, headers={"Content-Type": "text/plain"}
-            ) as response:
-                read = bytearray()
-                for chunk in response.iter_bytes():
-                    read += chunk
-                    if len(read) > MAX_ANSWER_BYTES:
-                        raise WitnessUnavailable(
-                            f"{self.url} answered more than {MAX_ANSWER_BYTES} bytes"
-                        )
-                content_type = response.headers.get("content-type", "")
-                status = response.status_code
-        except httpx.TimeoutException:
-            raise WitnessUnavailable(f"{self.url} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise WitnessUnavailable(
-                f"cannot reach the witness at {self.url}: {exc or type(exc).__name__}"
-            ) from None
-        try:
-            return status, content_type, bytes(read).decode("utf-8")
+            return status, content_type, raw.decode("utf-8")
         except UnicodeDecodeError:
             raise WitnessUnavailable(f"{self.url} answered text that is not UTF-8") from None

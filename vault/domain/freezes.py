@@ -18,9 +18,10 @@ from uuid import UUID
 
 import attrs
 
-from vault.domain.errors import InvalidRequest, VaultError
+from vault.domain.errors import VaultError
 from vault.domain.events import OutboxEvent, audit_event
 from vault.domain.models import Actor
+from vault.domain.validation import required_text
 
 MISMATCH_REASON = "integrity mismatch"
 MAX_REASON_CHARS = 1000
@@ -56,13 +57,8 @@ class EntityFrozen(VaultError, PermissionError):
 
 
 def check_reason(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidRequest.field("body", "reason", "must be a non-empty string")
-    if len(raw) > MAX_REASON_CHARS:
-        raise InvalidRequest.field(
-            "body", "reason", f"must be at most {MAX_REASON_CHARS} characters"
-        )
-    return raw.strip()
+    """The reason of a freeze or unfreeze request, or a 422 naming ``reason``."""
+    return required_text(raw, "reason", MAX_REASON_CHARS)
 
 
 def freeze_event(

@@ -16,9 +16,10 @@ from uuid import UUID
 
 import attrs
 
-from vault.domain.errors import InvalidRequest, VaultError
+from vault.domain.errors import VaultError
 from vault.domain.events import Destination, OutboxEvent
 from vault.domain.models import EntityType
+from vault.domain.validation import required_text
 
 MAX_RESOLUTION_CHARS = 2000
 
@@ -65,13 +66,7 @@ class Incident:
 
 def check_resolution(raw: object) -> str:
     """The resolution text of a resolve request, or a 422 naming ``resolution``."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidRequest.field("body", "resolution", "must be a non-empty string")
-    if len(raw) > MAX_RESOLUTION_CHARS:
-        raise InvalidRequest.field(
-            "body", "resolution", f"must be at most {MAX_RESOLUTION_CHARS} characters"
-        )
-    return raw.strip()
+    return required_text(raw, "resolution", MAX_RESOLUTION_CHARS)
 
 
 def with_incident(events: Sequence[OutboxEvent], incident_id: UUID) -> list[OutboxEvent]:

@@ -23,6 +23,19 @@ ROLE_MATRIX: Mapping[Role, frozenset[Action]] = {
 """``EPR_MOCK_MODE=true``: what each role may do (listing is open to every role)."""
 
 
+OVERSIGHT_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.AUDITOR, Role.COMPLIANCE_OFFICER})
+"""Who reads what spans every entity: integrity coverage, incidents."""
+COMPLIANCE_ROLES: frozenset[Role] = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER})
+"""Who acts on integrity: resolving incidents, freezing entities (in mock mode)."""
+
+
+def require_role(actor: Actor, roles: frozenset[Role], what: str) -> None:
+    """403 unless the actor's role is one of ``roles``; ``what`` finishes "may not …"."""
+    if actor.role not in roles:
+        role = actor.role.value if actor.role else "none"
+        raise Forbidden(f"Role {role} may not {what}")
+
+
 def role_allows(actor: Actor, action: Action) -> bool:
     """The matrix's answer: a user whose role includes ``action``; never the system."""
     return actor.role is not None and action in ROLE_MATRIX[actor.role]

@@ -31,7 +31,13 @@ from urllib.parse import quote
 
 import attrs
 
-from vault.domain.errors import EmptyFile, FileTooLarge, InvalidFileType, InvalidMetadata
+from vault.domain.errors import (
+    EmptyFile,
+    FileTooLarge,
+    InvalidFileType,
+    InvalidMetadata,
+    InvalidRequest,
+)
 
 MAX_FILENAME_LENGTH = 255
 MAX_KEPT_EXTENSION = 16
@@ -97,6 +103,18 @@ def _is_unwanted(ch: str) -> bool:
     # Cc covers C0, DEL and C1; Cs (lone surrogates, from undecodable bytes)
     # could never be stored or sent as UTF-8.
     return ch == "\x7f" or unicodedata.category(ch) in ("Cc", "Cs")
+
+
+def required_text(raw: object, field: str, max_chars: int) -> str:
+    """A body field that must be a non-empty string of at most ``max_chars``, stripped.
+
+    Anything else is a 422 naming ``field``.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidRequest.field("body", field, "must be a non-empty string")
+    if len(raw) > max_chars:
+        raise InvalidRequest.field("body", field, f"must be at most {max_chars} characters")
+    return raw.strip()
 
 
 def parse_metadata(raw: str | None) -> dict[str, Any] | None:

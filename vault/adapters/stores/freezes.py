@@ -19,14 +19,12 @@ from vault.adapters.stores.sql import Q, Row, Session
 from vault.domain.freezes import MISMATCH_REASON, FreezeState, freeze_event
 from vault.domain.models import Actor
 
-STATE = Q(
+_STATE = (
     "SELECT entity_id, frozen, since, reason, incident_id, frozen_by FROM entity_freezes"
     " WHERE entity_id = $entity_id"
 )
-STATE_FOR_UPDATE = Q(
-    "SELECT entity_id, frozen, since, reason, incident_id, frozen_by FROM entity_freezes"
-    " WHERE entity_id = $entity_id{for_update}"
-)
+STATE = Q(_STATE)
+STATE_FOR_UPDATE = Q(_STATE + "{for_update}")
 # Both changes say what they expect to find, so two at once change the row once:
 # a freeze only of an entity not frozen (or never seen), an unfreeze only of a
 # frozen one.
