@@ -320,19 +320,20 @@ class TestRestart:
     async def test_a_restart_continues_the_pass(
         self, tmp_path: Path, nursery: trio.Nursery
     ) -> None:
-        """Stopped after two of four documents (slow pace), a new vault on the same data
-        verifies the other two and re-hashes none of the first two."""
-        size, rate = 100_000, 200_000.0
+        """Stopped part way through four documents (one a second), a new vault on the same
+        data verifies the ones left and re-hashes none of those already done."""
+        size, rate = 100_000, 100_000.0
         settings = sweep_on(tmp_path, integrity_sweep_max_mb_per_second=rate / 1e6)
         docs = await seeded(settings, nursery, [size] * 4)
         async with running(settings, nursery) as first:
             await eventually(
-                lambda: sweep_status(first)["documents"] == 2, "two documents swept", within=10
+                lambda: sweep_status(first)["documents"] >= 2, "two documents swept", within=10
             )
+        done_first = sweep_status(first)["documents"]
+        assert 2 <= done_first < 4  # the third at the earliest a second after the second
         async with running(settings, nursery) as second:
-            await until(
-lambda: _verified_count(second, 4), "the other two", within=10)
-            assert sweep_status(second)["documents"] == 2
+            await until(lambda: _verified_count(second, 4), "the others", within=10)
+            assert sweep_status(second)["documents"] == 4 - done_first
             audits = await verification_audits(second)
             assert per_document(audits) == {str(d.id): 1 for d in docs}
             assert [b["entity_id"] for b in audits] == [str(d.id) for d in docs]
