@@ -1,8 +1,8 @@
 """Entity freezes for the HTTP layer: the state, the check every guarded route makes, changes.
 
 The check is one indexed read in a worker thread; a change is one
-transaction with its audit event, after which the audit publisher is
-nudged (as after any commit).
+transaction with its audit event and its notification, after which the
+publishers are nudged (as after any commit).
 """
 
 from __future__ import annotations

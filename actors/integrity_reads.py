@@ -7,6 +7,7 @@ the store in a worker thread through the database limiter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -49,10 +50,12 @@ async def integrity_status(backends: Backends) -> IntegrityStatus:
 
 
 class Incidents:
-    """Listing and resolving incidents (a resolution is one statement, in a worker thread)."""
+    """Listing and resolving incidents (a resolution is one transaction, in a worker thread,
+    with its notification; the alerter is nudged after it)."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, *, committed: Callable[[], None]) -> None:
         self.backends = backends
+        self.committed = committed
 
     async def list(
         self, *, entity_id: UUID | None, status: IncidentStatus | None, limit: int,
@@ -73,6 +76,7 @@ class Incidents:
                 incident_id, resolved_by=actor.id, resolution=resolution, at=at
             )
         )
+        self.committed()
         log.info("incident_resolved", incident_id=str(incident_id), resolved_by=str(actor.id))
         return resolved
 

@@ -1,8 +1,9 @@
 """Publisher actors: drain the outbox to its sinks, at least once.
 
 Two run this loop: ``audit_publisher`` (document events and audit events)
-and ``alerter`` (integrity alerts). Each wakes on a nudge, sent right after
-a commit that wrote events, and on a timer, so a missed nudge only delays.
+and ``alerter`` (integrity alerts and incident notifications). Each wakes
+on a nudge, sent right after a commit that wrote events, and on a timer,
+so a missed nudge only delays.
 
 Delivery: rows are leased (``claim_outbox``) so two publishers, in one
 process or in two replicas, never send one row at once; they are handed to

@@ -13,9 +13,14 @@ restart continues where it stopped.
 It reads at most ``bytes_per_second`` on average (after a document of n
 bytes it waits what n bytes cost at that pace), one document at a time,
 and only while no HTTP verification waits in the verifier's mailbox: client
-requests go first. When nothing is due it records the pass as completed
-and waits for the next document to fall due (at most ``IDLE_POLL_SECONDS``,
-so new uploads are picked up).
+requests go first. Before each document it also waits for a lull in client
+traffic (no ``/api/`` request in flight), at most ``LULL_SECONDS``: on a
+busy service it slips its documents between requests, and under traffic
+that never pauses it still takes one document per ``LULL_SECONDS``.
+
+When nothing is due it records the pass as completed and waits for the
+next document to fall due (at most ``IDLE_POLL_SECONDS``, so new uploads
+are picked up).
 
 Coverage (``integrity_coverage``) is read every ``COVERAGE_SECONDS`` and
 after each pass, for the verifier's health and /metrics.
@@ -34,6 +39,7 @@ import trio
 
 from actors.deps import Backends
 from actors.runtime import ActorHealth
+from actors.traffic import Traffic
 from vault.domain.errors import DependencyUnavailable, DocumentNotFound
 from vault.domain.integrity import SWEEP_LEAD, SWEEP_REASON, Coverage, Pace, sweep_cutoff
 from vault.domain.models import Actor, Document, DocumentStatus, iso_response, utcnow
@@ -47,6 +53,8 @@ IDLE_POLL_SECONDS = 60.0
 COVERAGE_SECONDS = 30.0
 QUIET_POLL_SECONDS = 0.05
 """How often the sweep looks whether HTTP verifications still wait."""
+LULL_SECONDS = 1.0
+"""The longest the sweep waits for no client request to be in flight."""
 
 
 class Verify(Protocol):
@@ -63,6 +71,8 @@ class SweepStatus:
     bytes_read: int = 0
     mismatches: int = 0
     failures: int = 0
+    lulls_missed: int = 0
+    """Documents taken while client requests were in flight (no lull came in time)."""
     last_pass_completed_at: datetime | None = None
     last_error: str | None = None
     coverage: Coverage | None = None
@@ -75,6 +85,7 @@ class SweepStatus:
             "bytes_read": self.bytes_read,
             "mismatches": self.mismatches,
             "failures": self.failures,
+            "lulls_missed": self.lulls_missed,
             "last_pass_completed_at": iso_response(self.last_pass_completed_at),
             "last_error": self.last_error,
         }
@@ -92,6 +103,8 @@ class Sweep:
         clock: Callable[[], datetime] = utcnow,
         idle_poll: float = IDLE_POLL_SECONDS,
         coverage_every: float = COVERAGE_SECONDS,
+        traffic: Traffic | None = None,
+        lull_within: float = LULL_SECONDS,
     ) -> None:
         self.backends = backends
         self.verify = verify
@@ -101,6 +114,8 @@ class Sweep:
         self.clock = clock
         self.idle_poll = idle_poll
         self.coverage_every = coverage_every
+        self.traffic = traffic or Traffic()
+        self.lull_within = lull_within
         self.status = SweepStatus(enabled=period > timedelta(0), bytes_per_second=bytes_per_second)
 
     async def run(self) -> None:
@@ -156,9 +171,11 @@ class Sweep:
             await trio.sleep(self.pace.delay(read, took))
 
     async def _quiet(self) -> None:
-        """Wait while HTTP verifications wait: they go first."""
+        """Wait while HTTP verifications wait (they go first), then for a lull in traffic."""
         while self.health.depth() > 0:  # noqa: ASYNC110 (a mailbox has no "emptied" event)
             await trio.sleep(QUIET_POLL_SECONDS)
+        if not await self.traffic.lull(self.lull_within):
+            self.status.lulls_missed += 1
 
     async def _claim(self) -> UUID | None:
         now = self.clock()

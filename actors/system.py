@@ -32,6 +32,8 @@ from actors.poller import EntityDeletionPoller, PollRequest
 from actors.publisher import Nudge, PublisherActor, PublishPolicy
 from actors.reads import Reads
 from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, ask, supervise
+from actors.sweep import LULL_SECONDS
+from actors.traffic import Traffic
 from actors.upload import StoreDocument, UploadActor
 from actors.verifier import VerifierActor, VerifyDocument
 from vault.config import Settings
@@ -48,6 +50,8 @@ class Sizing:
     upload_concurrency: int = 16
     verifier_mailbox: int = 64
     verifier_concurrency: int = 4
+    sweep_lull: float = LULL_SECONDS
+    """The longest the sweep waits for no client request in flight before a document."""
     archiver_mailbox: int = 64
     archiver_concurrency: int = 4
     publisher_mailbox: int = 1
@@ -80,6 +84,8 @@ class Vault:
     log_reads: LogReads
     incidents: Incidents
     freezes: Freezes
+    traffic: Traffic = attrs.field(factory=Traffic)
+    """Client requests in flight (counted by the HTTP layer); the sweep waits for a lull."""
     _done: dict[str, trio.Event] = attrs.field(factory=dict)
     _cancel: trio.CancelScope | None = None
 
@@ -138,9 +144,11 @@ async def run_vault(
     backends: Backends,
     sizing: Sizing | None = None,
     *,
+    traffic: Traffic | None = None,
     task_status: trio.TaskStatus[Vault] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run every actor until ``Vault.stop`` (or cancellation)."""
+    """Run every actor until ``Vault.stop`` (or cancellation); ``traffic`` counts the
+    client requests in flight (a new count when not given)."""
     sizing = sizing or Sizing()
     settings = backends.settings
     # The lease is the operator's (OUTBOX_LEASE_SECONDS): a restart after a
@@ -157,7 +165,7 @@ async def run_vault(
         "alerter",
         Mailbox[Nudge]("alerter", sizing.publisher_mailbox),
         backends,
-        (Destination.INTEGRITY_ALERTS,),
+        (Destination.INTEGRITY_ALERTS, Destination.INCIDENT_NOTIFICATIONS),
         publish,
     )
     identity = await LogIdentity.load(backends)
@@ -172,6 +180,10 @@ async def run_vault(
     def committed() -> None:
         audit_publisher.nudge()
         ledger.nudge()
+
+    def changed_freeze() -> None:
+        audit_publisher.nudge()  # entity.frozen / entity.unfrozen
+        alerter.nudge()  # their notifications
 
     async def sign_now() -> LogState:
         deadline = trio.current_time() + sizing.ledger_publish_wait
@@ -192,8 +204,9 @@ async def run_vault(
             backends, retry_after=max(1, math.ceil(settings.ledger_checkpoint_interval_seconds)),
             witnessed=outside.witnessed,
         ),
-        incidents=Incidents(backends),
-        freezes=Freezes(backends, committed=audit_publisher.nudge),
+        incidents=Incidents(backends, committed=alerter.nudge),
+        freezes=Freezes(backends, committed=changed_freeze),
+        traffic=traffic or Traffic(),
     )
     upload = UploadActor(
         vault.upload, backends, concurrency=sizing.upload_concurrency, committed=committed,
@@ -201,6 +214,7 @@ async def run_vault(
     verifier = VerifierActor(
         vault.verifier, backends, concurrency=sizing.verifier_concurrency,
         committed=committed, alerted=alerter.nudge, publish=sign_now, verifier=identity.verifier,
+        traffic=vault.traffic, sweep_lull=sizing.sweep_lull,
     )
     archiver = ArchiverActor(
         vault.archiver, backends, concurrency=sizing.archiver_concurrency, committed=committed,

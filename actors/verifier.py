@@ -32,7 +32,8 @@ from structlog.contextvars import bound_contextvars
 from actors.deps import Backends
 from actors.log_reads import evidence_for
 from actors.runtime import Mailbox, Reply, respond, serve_mailbox
-from actors.sweep import Sweep
+from actors.sweep import LULL_SECONDS, Sweep
+from actors.traffic import Traffic
 from vault.domain.errors import BlobUnreadable
 from vault.domain.events import verification_events
 from vault.domain.lifecycle import Verdict, conclude
@@ -78,6 +79,8 @@ class VerifierActor:
         alerted: Callable[[], None],
         publish: Callable[[], Awaitable[object]],
         verifier: Verifier,
+        traffic: Traffic | None = None,
+        sweep_lull: float = LULL_SECONDS,
         sweep_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.mailbox = mailbox
@@ -92,7 +95,7 @@ class VerifierActor:
             backends, self.verify, mailbox.health,
             period=timedelta(hours=settings.integrity_sweep_period_hours),
             bytes_per_second=settings.integrity_sweep_max_mb_per_second * 1_000_000,
-            clock=sweep_clock,
+            clock=sweep_clock, traffic=traffic or Traffic(), lull_within=sweep_lull,
         )
         mailbox.health.live = self._live
 

@@ -72,6 +72,9 @@ def create_app(
         g.request_id = request_id
         g.started = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if request.path.startswith("/api/"):
+            g.counted = True
+            vault.traffic.started()
 
     @app.after_request
     async def finish_request(response: Response) -> Response:
@@ -92,6 +95,12 @@ def create_app(
                 )
         structlog.contextvars.unbind_contextvars("request_id")
         return response
+
+    @app.teardown_request
+    async def end_request(_: BaseException | None) -> None:
+        # Always run, even when the request was cut short, so the count never leaks.
+        if g.pop("counted", False):
+            vault.traffic.finished()
 
     @app.errorhandler(VaultError)
     async def vault_error(exc: VaultError) -> Response:

@@ -107,8 +107,9 @@ DEFAULTS: dict[str, str] = {
     "INTEGRITY_SWEEP_PERIOD_HOURS": "",
     "INTEGRITY_SWEEP_MAX_MB_PER_SECOND": "",
     "ENTITY_FREEZE_ON_MISMATCH": "",
-    # An optional secret: left out of the task when unset, like an empty value.
+    # Optional secrets: left out of the task when unset, like an empty value.
     "BLOCKCHAIN_PRIVATE_KEY_SECRET_ARN": "",
+    "INCIDENT_WEBHOOK_URL_SECRET_ARN": "",
 }
 
 # The service's own default when SHUTDOWN_GRACE_SECONDS is not in the task.

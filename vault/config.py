@@ -110,6 +110,8 @@ class Settings:
     """Every document is re-verified at least this often; 0 turns the sweep off."""
     integrity_sweep_max_mb_per_second: float = 50.0
     entity_freeze_on_mismatch: bool = True
+    incident_webhook_url: str | None = attrs.field(default=None, repr=False)
+    """Where incident and freeze notifications are POSTed (a secret: Slack's holds a token)."""
     # ECS deployment (read by ops/ scripts; listed so check-config shows them)
     log_group_name: str | None = None
     ecs_execution_role_arn: str | None = None
@@ -214,6 +216,7 @@ class Settings:
                 "INTEGRITY_SWEEP_MAX_MB_PER_SECOND", 50.0, low=0.001, high=100_000.0
             ),
             entity_freeze_on_mismatch=r.boolean("ENTITY_FREEZE_ON_MISMATCH", True),
+            incident_webhook_url=r.url("INCIDENT_WEBHOOK_URL"),
             log_group_name=r.text("LOG_GROUP_NAME"),
             ecs_execution_role_arn=r.text("ECS_EXECUTION_ROLE_ARN"),
             ecs_task_role_arn=r.text("ECS_TASK_ROLE_ARN"),
@@ -286,7 +289,9 @@ _ENV_NAMES: dict[str, str] = {
     field.name.upper(): field.name for field in attrs.fields(Settings)
 }
 
-_SECRET_NAMES = {"AWS_SECRET_ACCESS_KEY", "LEDGER_SIGNING_KEY", "BLOCKCHAIN_PRIVATE_KEY"}
+_SECRET_NAMES = {
+    "AWS_SECRET_ACCESS_KEY", "LEDGER_SIGNING_KEY", "BLOCKCHAIN_PRIVATE_KEY", "INCIDENT_WEBHOOK_URL",
+}
 
 
 def _show(name: str, value: Any) -> str:

@@ -24,6 +24,7 @@ from vault.adapters.key_files import load_or_create_key
 from vault.adapters.log_sink import LogSink
 from vault.adapters.stores.postgres import PostgresMetadataStore
 from vault.adapters.stores.sqlite import SQLiteMetadataStore
+from vault.adapters.webhook import WebhookSink
 from vault.config import Settings
 from vault.domain.errors import ConfigError
 from vault.domain.events import Destination
@@ -135,7 +136,7 @@ def _sink_client(settings: Settings, service: str) -> Any:
 
 
 def event_sinks(settings: Settings) -> dict[Destination, EventSink]:
-    """A queue or topic sink where one is configured, else the log."""
+    """A queue, topic or webhook sink where one is configured, else the log."""
     sinks: dict[Destination, EventSink] = {}
     if settings.document_events_queue_url:
         sinks[Destination.DOCUMENT_EVENTS] = SqsSink(
@@ -151,6 +152,8 @@ def event_sinks(settings: Settings) -> dict[Destination, EventSink]:
             "sqs:integrity_alerts", _sink_client(settings, "sqs"),
             settings.compliance_alert_queue_url,
         )
+    if settings.incident_webhook_url:
+        sinks[Destination.INCIDENT_NOTIFICATIONS] = WebhookSink(settings.incident_webhook_url)
     for destination in Destination:
         sinks.setdefault(destination, LogSink(f"log:{destination.value}"))
     return sinks

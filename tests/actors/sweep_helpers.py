@@ -18,6 +18,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -26,6 +27,7 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from actors.system import Sizing, Vault, run_vault
+from actors.traffic import Traffic
 from tests.actors.helpers import outbox, store_document, upload_form
 from tests.polling import eventually
 from vault.config import Settings
@@ -91,6 +93,7 @@ async def running(
     sizing: Sizing | None = None,
     gated: bool = False,
     held: Sequence[str] = (),
+    traffic: Traffic | None = None,
 ) -> AsyncIterator[Vault]:
     """Every actor on ``settings``; with ``gated`` (or ``held``) a ``GatedBlobs`` around the
     blob store, whose reads of the ``held`` keys wait from the start until let go."""
@@ -101,7 +104,9 @@ async def running(
         for key in held:
             wrapped.close_gate(key)
         backends = attrs.evolve(backends, blobs=cast(BlobStore, wrapped))
-    vault: Vault = await nursery.start(run_vault, backends, sizing or Sizing())
+    vault: Vault = await nursery.start(
+        partial(run_vault, backends, sizing or Sizing(), traffic=traffic)
+    )
     if gated:
         gates(vault).depth = vault.verifier.depth
     try:

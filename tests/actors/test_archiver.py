@@ -18,7 +18,7 @@ from tests.actors.helpers import (
 )
 from tests.support import pdf_bytes
 from vault.domain.errors import DocumentNotFound
-from vault.domain.models import Document, DocumentStatus
+from vault.domain.models import Document, DocumentStatus, Role
 
 
 async def live_documents(vault: Vault, entity_id: object) -> list[Document]:
@@ -154,3 +154,20 @@ class TestArchiveEntity:
             assert audit.body["actor_id"] is None
             assert audit.body["details"]["reason"] == "entity_deleted"
             assert audit.body["correlation_id"] == event_id
+
+    async def test_a_cascade_archives_a_frozen_entitys_documents_and_keeps_the_freeze(
+        self, vault: Vault
+    ) -> None:
+        """The permissions service deleted the entity: its documents are archived even while
+        it is frozen (archiving keeps every byte, and the sweep goes on verifying archived
+        documents), and the freeze stays until someone lifts it."""
+        entity_id = uuid4()
+        doc = await store_document(vault, pdf_bytes(100), upload_form(entity_id))
+        officer = a_user(Role.COMPLIANCE_OFFICER)
+        await vault.freezes.change(entity_id, frozen=True, actor=officer, reason="inquiry",
+                                   correlation_id=None)
+        assert await archive_entity(vault, entity_id, f"evt-{uuid4()}") == EntityArchived(1)
+        stored = await vault.backends.in_db(vault.backends.store.get_document, doc.id)
+        assert stored.status is DocumentStatus.ARCHIVED
+        state = await vault.freezes.state(entity_id)
+        assert (state.frozen, state.reason, state.by) == (True, "inquiry", officer.id)

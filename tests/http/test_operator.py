@@ -22,7 +22,7 @@ ACTOR_NAMES = {
     "upload", "verifier", "archiver", "audit_publisher", "alerter", "entity_deletion_poller",
     "ledger",
 }
-DESTINATIONS = ("document_events", "audit_events", "integrity_alerts")
+DESTINATIONS = ("document_events", "audit_events", "integrity_alerts", "incident_notifications")
 OUTBOX_METRICS = (
     "vault_outbox_pending",
     "vault_outbox_parked",

@@ -140,6 +140,9 @@ OPTIONAL_SAMPLE = {
     "BLOCKCHAIN_PRIVATE_KEY_SECRET_ARN": (
         f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:vault/chain-key-AbCdEf"
     ),
+    "INCIDENT_WEBHOOK_URL_SECRET_ARN": (
+        f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:vault/incident-webhook-AbCdEf"
+    ),
     "BLOCKCHAIN_CHAIN_ID": "11155111",
     "BLOCKCHAIN_CONFIRMATIONS": "3",
     "LEDGER_ANCHOR_INTERVAL_SECONDS": "7200",

@@ -10,6 +10,7 @@ import pytest
 
 from tests.polling import eventually_sync
 from tests.system.service import Server, StartServer, actor, pdf, post_upload
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.system
 
@@ -64,14 +65,79 @@ def test_the_sweep_finds_a_tampered_file(start_server: StartServer, data_dir: Pa
     (alert,) = alerts
     assert alert["document_id"] == target["id"]
     assert alert["verified_by"] is None
-    audits = [
-        b for b in server.published("audit_events")
-        if b["action"] in ("document.verified", "document.mismatch")
-    ]
-    assert {b["entity_id"] for b in audits} == {target["id"], intact["id"]}
+
+    def verification_audits() -> list[dict[str, Any]] | None:
+        audits = [
+            b for b in server.published("audit_events")
+            if b["action"] in ("document.verified", "document.mismatch")
+        ]
+        both = {b["entity_id"] for b in audits} == {target["id"], intact["id"]}
+        return audits if both else None
+
+    audits = eventually_sync(verification_audits, "both verifications' audit events",
+                             describe=server.log_tail)
     for audit in audits:
         assert (audit["actor_type"], audit["actor_id"]) == ("system", None)
         assert audit["details"]["reason"] == "scheduled_sweep"
     paths = {line.get("path") for line in server.log_lines()}
     assert STATUS in paths  # requests are logged with their path ...
     assert "/api/v1/documents/verify" not in paths  # ... and no one asked for a verification
+
+
+def test_a_tampered_file_freezes_its_entity_and_pages_the_webhook(
+    start_server: StartServer, data_dir: Path
+) -> None:
+    """The sweep finds a file changed on disk: the entity freezes, the incident lists the
+    document, the webhook (failing once, then accepting) hears of both, the download URL
+    answers 423; unfreezing restores it, and the webhook hears of that too."""
+    admin, officer = actor("admin"), actor("compliance_officer")
+    entity = uuid.uuid4()
+    first = start_server()
+    with first.client() as client:
+        created = post_upload(client, admin, entity, pdf(20_000))
+    assert created.status_code == 201, created.text
+    doc = created.json()
+    assert first.stop() == 0
+    _flip_byte(data_dir / "blobs" / "objects" / doc["storage_key"])
+
+    with WebhookReceiver.running([500]) as receiver:
+        server = start_server(INTEGRITY_SWEEP_PERIOD_HOURS="0.001",
+                              INCIDENT_WEBHOOK_URL=receiver.url)
+        with server.client() as client:
+            freeze = f"/api/v1/entities/{entity}/freeze"
+            state = eventually_sync(
+                lambda: (body := client.get(freeze, headers=officer).json())["frozen"] and body,
+                "the sweep to freeze the entity", within=10, describe=server.log_tail,
+            )
+            incidents = client.get(f"/api/v1/incidents?entity_id={entity}", headers=officer)
+            (incident,) = incidents.json()["incidents"]
+            assert [d["document_id"] for d in incident["documents"]] == [doc["id"]]
+            assert state["incident_id"] == incident["incident_id"]
+            assert (state["reason"], state["by"]) == ("integrity mismatch", None)
+
+            paged = eventually_sync(
+                lambda: len(receiver.answered(200)) >= 2 and receiver.answered(200),
+                "the webhook to accept both", within=10, describe=server.log_tail,
+            )
+            assert [b["event_type"] for b in paged] == ["incident.opened", "entity.frozen"]
+            assert receiver.answered(500)[0]["event_type"] == "incident.opened"
+            assert paged[0]["incident_id"] == incident["incident_id"]
+
+            download = f"/api/v1/documents/{doc['id']}/download"
+            refused = client.get(download, headers=admin)
+            assert refused.status_code == 423
+            assert refused.json()["error_code"] == "ENTITY_FROZEN"
+            assert refused.json()["incident_id"] == incident["incident_id"]
+
+            lifted = client.post(f"/api/v1/entities/{entity}/unfreeze", headers=officer,
+                                 json={"reason": "restored from the signed original"})
+            assert lifted.status_code == 200, lifted.text
+            assert client.get(download, headers=admin).status_code == 200
+            unfrozen = eventually_sync(
+                lambda: len(receiver.answered(200)) >= 3 and receiver.answered(200)[2],
+                "the webhook to hear of the unfreeze", within=10, describe=server.log_tail,
+            )
+            assert unfrozen["event_type"] == "entity.unfrozen"
+            assert unfrozen["by"] == officer["X-Actor-Id"]
+        assert server.stop() == 0
+    assert "s3cr3t" not in server.log_path.read_text()  # the webhook URL's secret part

@@ -25,6 +25,8 @@ class Destination(enum.StrEnum):
     DOCUMENT_EVENTS = "document_events"
     AUDIT_EVENTS = "audit_events"
     INTEGRITY_ALERTS = "integrity_alerts"
+    INCIDENT_NOTIFICATIONS = "incident_notifications"
+    """Incidents opened, grown, resolved and entity freezes, for INCIDENT_WEBHOOK_URL."""
 
 
 @attrs.frozen

@@ -2,9 +2,10 @@
 
 ``freeze_for_mismatch`` runs inside ``record_verification``'s transaction
 (with ``ENTITY_FREEZE_ON_MISMATCH``): it freezes the entity unless it is
-frozen already, and only then writes ``entity.frozen``. ``set_freeze`` is
-the compliance officer's freeze or unfreeze, with its event, in one
-transaction; asking for the state the entity is in changes nothing.
+frozen already, and only then writes ``entity.frozen`` (the audit event
+and the notification). ``set_freeze`` is the compliance officer's freeze or
+unfreeze, with its events, in one transaction; asking for the state the
+entity is in changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vault.adapters.stores.rows import as_optional_datetime, as_uuid
 from vault.adapters.stores.sql import Q, Row, Session
 from vault.domain.freezes import MISMATCH_REASON, FreezeState, freeze_event
 from vault.domain.models import Actor
+from vault.domain.notifications import freeze_changed
 
 _STATE = (
     "SELECT entity_id, frozen, since, reason, incident_id, frozen_by FROM entity_freezes"
@@ -58,9 +60,13 @@ def freeze_for_mismatch(
         reason=MISMATCH_REASON, incident_id=incident_id,
     ) == 1
     if froze:
-        insert_events(db, [freeze_event(
-            "entity.frozen", entity_id, Actor.system(), MISMATCH_REASON, incident_id, None, at
-        )])
+        insert_events(db, [
+            freeze_event(
+                "entity.frozen", entity_id, Actor.system(), MISMATCH_REASON, incident_id, None, at
+            ),
+            freeze_changed(entity_id, frozen=True, actor=Actor.system(), reason=MISMATCH_REASON,
+                           incident_id=incident_id, at=at),
+        ])
     return froze
 
 
@@ -93,9 +99,11 @@ class SqlFreezes(SqlIncidents):
             if changed:
                 action = "entity.frozen" if frozen else "entity.unfrozen"
                 incident = None if frozen else before.incident_id
-                insert_events(db, [freeze_event(
-                    action, entity_id, actor, reason, incident, correlation_id, at
-                )])
+                insert_events(db, [
+                    freeze_event(action, entity_id, actor, reason, incident, correlation_id, at),
+                    freeze_changed(entity_id, frozen=frozen, actor=actor, reason=reason,
+                                   incident_id=incident, at=at),
+                ])
         return state, changed
 
 

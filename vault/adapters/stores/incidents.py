@@ -1,10 +1,11 @@
 """Integrity incidents in the SQL store: opened or joined by a mismatch, listed, resolved.
 
 ``join_incident`` runs inside ``record_verification``'s transaction, so a
-mismatch, its incident and its alert (carrying the incident's id) commit
-together. Two mismatches of one entity at once meet at the partial unique
-index (one open incident an entity): the insert that loses does nothing,
-and both read the one open incident.
+mismatch, its incident, its alert (carrying the incident's id) and the
+notification of an incident opened or grown commit together. Two
+mismatches of one entity at once meet at the partial unique index (one
+open incident an entity): the insert that loses does nothing, and both
+read the one open incident.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from datetime import datetime
 
 from vault.adapters.stores.integrity import SqlIntegrity
+from vault.adapters.stores.outbox import insert_events
 from vault.adapters.stores.rows import as_datetime, as_optional_datetime, as_uuid
 from vault.adapters.stores.sql import Q, Row, Session
 from vault.domain.errors import StoreUnavailable
@@ -24,6 +26,7 @@ from vault.domain.incidents import (
     IncidentStatus,
 )
 from vault.domain.models import Document, EntityType
+from vault.domain.notifications import Detection, incident_detected, incident_resolved
 from vault.ports import PageCursor
 
 OPEN_INSERT = Q(
@@ -56,6 +59,11 @@ DOCUMENTS_OF = Q(
     "SELECT document_id, filename, expected_hash, calculated_hash, detected_at"
     " FROM integrity_incident_documents WHERE incident_id = $id ORDER BY detected_at, document_id"
 )
+HOLDS_DOCUMENT = Q(
+    "SELECT 1 AS held FROM integrity_incident_documents"
+    " WHERE incident_id = $id AND document_id = $document_id"
+)
+DOCUMENT_COUNT = Q("SELECT COUNT(*) AS n FROM integrity_incident_documents WHERE incident_id = $id")
 JOIN_ATTEMPTS = 3
 
 RESOLVE = Q(
@@ -67,11 +75,16 @@ RESOLVE = Q(
 def join_incident(
     db: Session, doc: Document, calculated_hash: str | None, at: datetime
 ) -> uuid.UUID:
-    """Open ``doc``'s entity's incident or join the open one; add the detection. Its id."""
+    """Open ``doc``'s entity's incident or join the open one; add the detection. Its id.
+
+    An incident opened, or one that gains a document, is notified; a document
+    detected again only moves its ``detected_at``.
+    """
     row = None
+    opened = False
     for _ in range(JOIN_ATTEMPTS):
-        db.execute(OPEN_INSERT, id=uuid.uuid4(), entity_id=doc.entity_id,
-                   entity_type=doc.entity_type.value, at=at)
+        opened = db.execute(OPEN_INSERT, id=uuid.uuid4(), entity_id=doc.entity_id,
+                            entity_type=doc.entity_type.value, at=at) == 1
         row = db.one(OPEN_FOR_ENTITY, entity_id=doc.entity_id)
         if row is not None:
             break
@@ -80,9 +93,16 @@ def join_incident(
     if row is None:
         raise StoreUnavailable(f"entity {doc.entity_id}: incidents kept changing; try again")
     incident_id = as_uuid(row["incident_id"])
+    known = db.one(HOLDS_DOCUMENT, id=incident_id, document_id=doc.id) is not None
     db.execute(DETECTED, id=incident_id, at=at)
     db.execute(DOCUMENT_PUT, id=incident_id, document_id=doc.id, filename=doc.filename,
                expected=doc.sha256_hash, calculated=calculated_hash, at=at)
+    if not known:
+        counted = db.one(DOCUMENT_COUNT, id=incident_id)
+        documents = 1 if counted is None else int(counted["n"])
+        insert_events(db, [incident_detected(
+            incident_id, Detection(doc, calculated_hash, at), opened=opened, documents=documents
+        )])
     return incident_id
 
 
@@ -132,7 +152,13 @@ class SqlIncidents(SqlIntegrity):
                 raise IncidentResolved(f"Incident {incident_id} is already resolved")
             row = db.one(ONE, id=incident_id)
             assert row is not None
-            return _incident(row, db.all(DOCUMENTS_OF, id=incident_id))
+            incident = _incident(row, db.all(DOCUMENTS_OF, id=incident_id))
+            insert_events(db, [incident_resolved(
+                incident_id, incident.entity_id, incident.entity_type,
+                documents=len(incident.documents), resolved_by=resolved_by,
+                resolution=resolution, at=at,
+            )])
+            return incident
 
 
 def _incident(row: Row, documents: list[Row]) -> Incident:

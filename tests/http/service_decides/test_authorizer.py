@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -15,7 +14,6 @@ from quart.wrappers import Response
 from trio.testing import wait_all_tasks_blocked
 
 from actors.access import ServiceAuthorizer
-from actors.system import Sizing, Vault, authorizer_for
 from tests.http.helpers import (
     archive_path,
     assert_decided,
@@ -27,52 +25,12 @@ from tests.http.helpers import (
     uploaded,
     verify,
 )
+from tests.http.service_decides import TIMEOUT
 from tests.permission_service import Answer, FakePermissionService, closed_port_url
-from tests.support import actor_headers, test_settings
+from tests.support import actor_headers
 from vault.adapters.permissions_service import CachedPermissions, DecisionCache, EprClient
-from vault.config import Settings
 from vault.domain.errors import DependencyUnavailable, Forbidden
 from vault.domain.models import Action, Actor, Role
-from vault.wiring import url_signer
-from vault_http.app import VaultApp, create_app
-from vault_http.identity import identity_for
-
-TIMEOUT = 0.3
-"""EPR_SERVICE_TIMEOUT in these tests: how long a hanging service is waited for."""
-
-
-@pytest.fixture
-def epr_url(permission_service: FakePermissionService) -> str:
-    return permission_service.url
-
-
-@pytest.fixture
-def settings(tmp_path: Path, epr_url: str) -> Settings:
-    return test_settings(
-        tmp_path / "data",
-        epr_mock_mode=False,
-        epr_service_url=epr_url,
-        epr_service_timeout=TIMEOUT,
-    )
-
-
-@pytest.fixture
-def authorizer(settings: Settings) -> Iterator[ServiceAuthorizer]:
-    """The authorizer ``vault serve`` wires for these settings, closed at teardown."""
-    wired = authorizer_for(settings, Sizing())
-    assert isinstance(wired, ServiceAuthorizer)
-    try:
-        yield wired
-    finally:
-        wired.close()
-
-
-@pytest.fixture
-def app(vault: Vault, settings: Settings, authorizer: ServiceAuthorizer) -> VaultApp:
-    return create_app(
-        vault, identity=identity_for(settings), authorizer=authorizer,
-        signer=url_signer(settings),
-    )
 
 
 def bodies(service: FakePermissionService) -> list[Any]:
