@@ -189,8 +189,18 @@ def _digest(case: schemathesis.Case) -> int:
     return zlib.crc32(repr(shape).encode("utf-8", "surrogatepass"))
 
 
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+"""Headers that frame the message: the HTTP client's to write. A random value in one
+(a generated header that happens to take the name) is refused by the HTTP/1.1 parser
+with an empty 400 before the application sees the request, as RFC 9112 asks."""
+
+
 def substitute(case: schemathesis.Case, seeds: Seeds) -> None:
     """Give most cases a valid identity, and some real ids, so they reach the handlers."""
+    if case.headers and FRAMING_HEADERS & {name.lower() for name in case.headers}:
+        case.headers = {
+            k: v for k, v in case.headers.items() if k.lower() not in FRAMING_HEADERS
+        }
     digest = _digest(case)
     if digest % ANONYMOUS_SHARE:
         case.headers = {**(case.headers or {}), **seeds.identity}
