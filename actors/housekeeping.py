@@ -15,6 +15,9 @@ What is never deleted:
 - an object whose key is not exactly ``storage_key(<uuid>)``: it is not a
   document's, so it is counted (``non_document_keys``) and left alone;
 - an object whose id has a row, in any status;
+- an orphan the object store keeps locked (``locked_orphans_kept``: a
+  retention or a legal hold on the object itself, which only time or its
+  release lifts);
 - an orphan younger than the grace period (``young_orphans_kept``): another
   replica may be between its blob and its row right now. This process's own
   uploads are younger still: the sweep's clock is read before the port
@@ -41,6 +44,7 @@ import trio
 
 from actors.deps import Backends
 from vault.domain.errors import DependencyUnavailable
+from vault.domain.locks import StorageLocked
 from vault.domain.models import utcnow
 from vault.domain.uploads import storage_key
 from vault.ports import StoredObject
@@ -63,6 +67,8 @@ class SweepCounts:
     """Orphans older than the grace period, deleted."""
     young_orphans_kept: int = 0
     """Orphans within the grace period, left for a later sweep."""
+    locked_orphans_kept: int = 0
+    """Orphans the object store refused to delete (retention or legal hold on the object)."""
     non_document_keys: int = 0
     """Objects whose key names no document, left alone."""
 
@@ -141,7 +147,12 @@ async def _settle(
         if stored.last_modified > cutoff:
             counts.young_orphans_kept += 1
             continue
-        await backends.in_blobs(backends.blobs.delete, stored.key, None)
+        try:
+            await backends.in_blobs(backends.blobs.delete, stored.key, None)
+        except StorageLocked:
+            counts.locked_orphans_kept += 1
+            log.info("orphan_blob_locked", storage_key=stored.key)
+            continue
         counts.removed += 1
         log.debug(
             "orphan_blob_deleted",

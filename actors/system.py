@@ -31,6 +31,7 @@ from actors.outside import build as build_outside
 from actors.poller import EntityDeletionPoller, PollRequest
 from actors.publisher import Nudge, PublisherActor, PublishPolicy
 from actors.reads import Reads
+from actors.records import Records
 from actors.runtime import ActorHealth, ActorState, Mailbox, RestartPolicy, ask, supervise
 from actors.sweep import LULL_SECONDS
 from actors.traffic import Traffic
@@ -84,6 +85,7 @@ class Vault:
     log_reads: LogReads
     incidents: Incidents
     freezes: Freezes
+    records: Records
     traffic: Traffic = attrs.field(factory=Traffic)
     """Client requests in flight (counted by the HTTP layer); the sweep waits for a lull."""
     _done: dict[str, trio.Event] = attrs.field(factory=dict)
@@ -206,6 +208,7 @@ async def run_vault(
         ),
         incidents=Incidents(backends, committed=alerter.nudge),
         freezes=Freezes(backends, committed=changed_freeze),
+        records=Records(backends, committed=audit_publisher.nudge),
         traffic=traffic or Traffic(),
     )
     upload = UploadActor(

@@ -28,6 +28,7 @@ from .ledger import ledger_api
 from .metrics import Metrics
 from .operator import operator
 from .problems import from_http_exception, from_vault_error, internal_error
+from .records import records_api
 from .state import AppState
 from .upload import uploads
 
@@ -63,6 +64,7 @@ def create_app(
     app.register_blueprint(integrity_api)
     app.register_blueprint(incidents_api)
     app.register_blueprint(freezes_api)
+    app.register_blueprint(records_api)
     app.register_blueprint(operator)
 
     @app.before_request

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from quart import Blueprint, Response, request
@@ -30,6 +32,9 @@ from vault.ports import PageCursor
 from .body import SMALL_BODY_LIMIT
 from .responses import json_response
 from .state import authorize, correlation_id, identify, parse_integer, parse_uuid, state
+
+T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
 
 api = Blueprint("documents", __name__, url_prefix="/api/v1")
 
@@ -110,6 +115,32 @@ def decode_cursor(token: str) -> PageCursor:
         return PageCursor(created_at=moment.astimezone(UTC), document_id=UUID(doc_id))
     except (ValueError, OverflowError, binascii.Error):
         raise InvalidRequest.field("query", "cursor", "malformed cursor") from None
+
+
+def query_choice(name: str, choices: type[E]) -> E | None:
+    """The query parameter ``name`` as one of the enum's values (None when absent), or a 422."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return choices(raw)
+    except ValueError:
+        allowed = " or ".join(c.value for c in choices)
+        raise InvalidRequest.field("query", name, f"must be {allowed}") from None
+
+
+def query_cursor() -> PageCursor | None:
+    raw = request.args.get("cursor")
+    return decode_cursor(raw) if raw else None
+
+
+def next_position(found: Sequence[T], size: int, position: Callable[[T], tuple[datetime, UUID]]
+                  ) -> str | None:
+    """The cursor of the page after ``found[:size]`` (``found`` holds one more when there
+    is one), or None."""
+    if len(found) <= size:
+        return None
+    return encode_position(*position(found[size - 1]))
 
 
 def _bool_param(name: str, default: bool) -> bool:

@@ -12,12 +12,11 @@ from uuid import UUID
 
 from quart import Blueprint, Response, request
 
-from vault.domain.errors import InvalidRequest
 from vault.domain.incidents import Incident, IncidentStatus, check_resolution
 from vault.domain.models import iso_response
 from vault.domain.permissions import COMPLIANCE_ROLES, OVERSIGHT_ROLES, require_role
 
-from .documents import decode_cursor, encode_position, json_body
+from .documents import json_body, next_position, query_choice, query_cursor
 from .responses import json_response
 from .state import identify, parse_uuid, state
 
@@ -54,24 +53,14 @@ def incident_json(found: Incident) -> dict[str, object]:
 async def list_incidents() -> Response:
     actor = identify(None)
     entity_id = parse_uuid(request.args.get("entity_id"), "query", "entity_id", required=False)
-    raw_status = request.args.get("status")
-    status: IncidentStatus | None = None
-    if raw_status is not None:
-        try:
-            status = IncidentStatus(raw_status)
-        except ValueError:
-            raise InvalidRequest.field("query", "status", "must be open or resolved") from None
-    raw_cursor = request.args.get("cursor")
-    after = decode_cursor(raw_cursor) if raw_cursor else None
+    status = query_choice("status", IncidentStatus)
+    after = query_cursor()
     require_role(actor, OVERSIGHT_ROLES, "read incidents")
     found = await state().vault.incidents.list(
         entity_id=entity_id, status=status, limit=PAGE_SIZE + 1, after=after
     )
     page = found[:PAGE_SIZE]
-    next_cursor = (
-        encode_position(page[-1].opened_at, page[-1].incident_id)
-        if len(found) > PAGE_SIZE else None
-    )
+    next_cursor = next_position(found, PAGE_SIZE, lambda i: (i.opened_at, i.incident_id))
     return json_response(
         {"incidents": [incident_json(i) for i in page], "next_cursor": next_cursor}
     )

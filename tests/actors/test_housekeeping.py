@@ -157,6 +157,23 @@ class TestWhatIsRemoved:
         )
         assert stored == data
 
+    async def test_an_orphan_the_store_keeps_locked_is_counted_and_the_sweep_goes_on(
+        self, vault: Vault
+    ) -> None:
+        """A legal hold on the object itself: its delete is refused, the next orphan goes."""
+        locked, free = orphan_key(), orphan_key()
+        await planted(vault, locked)
+        free_path = await planted(vault, free)
+        blobs = vault.backends.blobs
+        await vault.backends.in_blobs(blobs.set_legal_hold, locked, None, True)
+
+        counts = await sweep(vault.backends)
+
+        assert counts == SweepCounts(objects_seen=2, removed=1, locked_orphans_kept=1)
+        assert not await exists(free_path)
+        state = await vault.backends.in_blobs(blobs.lock_state, locked, None)
+        assert state.legal_hold
+
     async def test_an_archived_documents_blob_stays(self, vault: Vault) -> None:
         """A row in any status names its blob: archiving does not make it an orphan."""
         doc = await store_document(vault, pdf_bytes(300))

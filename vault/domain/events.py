@@ -95,14 +95,15 @@ def _document_event(
 def audit_event(
     action: str,
     actor: Actor,
-    document_id: UUID,
+    document_id: UUID | str,
     details: dict[str, Any],
     correlation_id: str | None,
     at: datetime,
     *,
     entity_type: str = "document",
 ) -> OutboxEvent:
-    """An audit record for the EPR service's SNS topic, about a document (or an entity)."""
+    """An audit record for the EPR service's SNS topic, about a document (or what
+    ``entity_type`` names: an entity, a legal hold, a document type's retention policy)."""
     event_id = uuid4()
     return OutboxEvent(
         event_id=event_id,

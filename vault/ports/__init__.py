@@ -18,10 +18,12 @@ from uuid import UUID
 import attrs
 
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
+from vault.domain.locks import ObjectLock, Retention
 from vault.domain.log import Integration, SignedCheckpoint, StoredLeaf, TileKey, TreeHead
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
 from vault.ports.outside import OutsideStore as OutsideStore
 from vault.ports.pages import PageCursor as PageCursor
+from vault.ports.retention import RecordsStore as RecordsStore
 
 EventsFor = Callable[[Document], Sequence[OutboxEvent]]
 """Builds the events of a change from the document as it is after the change."""
@@ -53,7 +55,7 @@ class ParkedRow:
     last_error: str | None
 
 
-class MetadataStore(OutsideStore, Protocol):
+class MetadataStore(OutsideStore, RecordsStore, Protocol):
     """Documents, the ledger, the outbox and processed events, transactionally."""
 
     def migrate(self) -> None:
@@ -276,7 +278,49 @@ class BlobStore(Protocol):
     def ping(self) -> None:
         """Raise ``BlobStoreUnavailable`` unless the store is reachable and writable."""
 
-    def open_writer(self, key: str) -> BlobWriter: ...
+    def open_writer(self, key: str, retention: Retention | None = None) -> BlobWriter:
+        """A writer for a new object under ``key``; nothing is visible until its ``commit``.
+
+        With ``retention`` the object is written locked: on S3 the
+        ``PutObject`` or ``CreateMultipartUpload`` carries ``ObjectLockMode``
+        and ``ObjectLockRetainUntilDate``; the local store records the lock
+        when the writer commits. The local store refuses (``StorageLocked``,
+        here and again at ``commit``) to replace an object whose lock blocks
+        deletion; on S3 a new version leaves the locked one untouched.
+        """
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the storage itself enforces retention and legal holds.
+
+        S3: the bucket's ``GetObjectLockConfiguration`` says
+        ``ObjectLockEnabled: Enabled``. The local store always does. Raises
+        ``BlobStoreUnavailable`` when the store cannot be asked.
+        """
+
+    def lock_state(self, key: str, version_id: str | None) -> ObjectLock:
+        """The retention and legal hold of that version (None: the current object).
+
+        An object with neither is ``ObjectLock.unlocked``. A missing object or
+        version is ``BlobUnreadable``, as for ``read``.
+        """
+
+    def extend_retention(
+        self, key: str, version_id: str | None, retention: Retention
+    ) -> ObjectLock:
+        """Lengthen or strengthen the object's retention; returns its lock afterwards.
+
+        The retention becomes ``stronger(current, retention)``: the later date
+        and the stronger mode. It is never shortened nor weakened, and S3 is
+        asked only when something changes (never with a governance bypass).
+        A missing object is ``BlobUnreadable``; an S3 bucket without Object
+        Lock is ``BlobStoreUnavailable`` saying so.
+        """
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> ObjectLock:
+        """Turn the object's legal hold on or off; returns its lock afterwards.
+
+        Errors as ``extend_retention``.
+        """
 
     def read(self, key: str, version_id: str | None) -> Iterator[bytes]:
         """The plaintext bytes, as a stream of chunks.
@@ -288,7 +332,9 @@ class BlobStore(Protocol):
     def delete(self, key: str, version_id: str | None) -> None:
         """Remove an object: a write whose record failed, or one no record names.
 
-        Deleting what is not there is not an error.
+        Deleting what is not there is not an error. An object (the version,
+        or with None the current object) whose ``lock_state`` blocks deletion
+        now is refused with ``StorageLocked`` and stays as it is.
         """
 
     def list_objects(

@@ -27,9 +27,15 @@ to another key all fail authentication.
 
 Listing is ``local_listing.py``: a lazy walk of ``root/objects/<prefix>``.
 
+Locks (retention and legal hold) are ``local_locks.py``: a sidecar per
+object under ``root/locks``, which the store enforces itself: a locked
+object is neither deleted nor replaced (``StorageLocked``). The time a
+retention is compared with is the ``clock`` the store was built with.
+
 Errors: reading raises only ``BlobUnreadable`` (missing, bad header, failed
 tag, truncated, trailing bytes); writing, deleting, listing and ``ping``
 raise ``BlobStoreUnavailable`` for OS failures (disk full, permissions).
+The lock methods raise ``BlobUnreadable`` for a missing object.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -50,10 +57,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault.adapters.blobs.local_listing import list_pages
+from vault.adapters.blobs.local_locks import LockBook
 from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
 from vault.adapters.blobs.signing import DownloadClaims, UrlSigner
 from vault.adapters.folders import fsync_dir, make_private_dirs
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.domain.locks import ObjectLock, Retention, StorageLocked
+from vault.domain.models import utcnow
 from vault.ports import LIST_PAGE_SIZE, StoredObject
 
 MAGIC = b"DVB1"
@@ -75,7 +85,13 @@ class LocalBlobStore:
     bucket = "local"
 
     def __init__(
-        self, root: Path, master_key: bytes, signer: UrlSigner, public_base_url: str
+        self,
+        root: Path,
+        master_key: bytes,
+        signer: UrlSigner,
+        public_base_url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if len(master_key) != 32:
             raise ValueError("the master key must be 32 bytes")
@@ -85,6 +101,7 @@ class LocalBlobStore:
         self._master_key = master_key
         self._signer = signer
         self._public_base_url = public_base_url.rstrip("/")
+        self._locks = LockBook(root, clock)
 
     def ping(self) -> None:
         try:
@@ -103,13 +120,34 @@ class LocalBlobStore:
         """Remove temp files left by writers that died; returns how many."""
         return clean_stale_tmp(self.root)
 
-    def open_writer(self, key: str) -> LocalBlobWriter:
+    def open_writer(self, key: str, retention: Retention | None = None) -> LocalBlobWriter:
+        """A writer of ``key``; ``StorageLocked`` if the object there is locked (see
+        ``LockBook.committing`` for what ``commit`` checks and records)."""
         target = self._path(key)
+        self._locks.refuse_if_locked(key, target, "replace")
         try:
             make_private_dirs(self._tmp)
-            return LocalBlobWriter(self._tmp, target, key, self._master_key)
+            return LocalBlobWriter(
+                self._tmp, target, key, self._master_key,
+                lambda: self._locks.committing(key, target, retention),
+            )
         except OSError as exc:
             raise BlobStoreUnavailable(f"cannot start writing {key}: {exc}") from exc
+
+    def object_lock_enabled(self) -> bool:
+        return True  # this store enforces its locks itself
+
+    def lock_state(self, key: str, version_id: str | None) -> ObjectLock:
+        """The object's lock; ``version_id`` is ignored (no versions here)."""
+        return self._locks.state(key, self._path(key))
+
+    def extend_retention(
+        self, key: str, version_id: str | None, retention: Retention
+    ) -> ObjectLock:
+        return self._locks.extend(key, self._path(key), retention)
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> ObjectLock:
+        return self._locks.set_hold(key, self._path(key), on)
 
     def read(self, key: str, version_id: str | None) -> Generator[bytes, None, None]:
         """Decrypted frames of the object; ``version_id`` is ignored (no versions here).
@@ -120,13 +158,8 @@ class LocalBlobStore:
         return _read_frames(self._path(key), key, self._master_key)
 
     def delete(self, key: str, version_id: str | None) -> None:
-        path = self._path(key)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise BlobStoreUnavailable(f"cannot delete {key}: {exc}") from exc
+        """Remove the object and its lock record; ``StorageLocked`` while it is locked."""
+        self._locks.delete(key, self._path(key))
 
     def list_objects(
         self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
@@ -204,8 +237,12 @@ class LocalBlobWriter:
     ``commit`` the temp file is already gone; ``abort`` is always safe.
     """
 
-    def __init__(self, tmp_dir: Path, target: Path, key: str, master_key: bytes) -> None:
+    def __init__(
+        self, tmp_dir: Path, target: Path, key: str, master_key: bytes,
+        committing: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    ) -> None:
         self._target = target
+        self._committing = committing or contextlib.nullcontext
         file, self._tmp_path = _open_locked_tmp(tmp_dir)
         self._file: BinaryIO | None = file
         try:
@@ -254,12 +291,16 @@ class LocalBlobWriter:
             self._emit(memoryview(self._buffer)[: self._filled], final=True)
             file.flush()
             os.fsync(file.fileno())
-            created = make_private_dirs(self._target.parent)
-            self._tmp_path.replace(self._target)
-            replaced = True
-            fsync_dir(self._target.parent)
-            for folder in created:
-                fsync_dir(folder.parent)
+            with self._committing():  # refuses a locked target, records the new lock
+                created = make_private_dirs(self._target.parent)
+                self._tmp_path.replace(self._target)
+                replaced = True
+                fsync_dir(self._target.parent)
+                for folder in created:
+                    fsync_dir(folder.parent)
+        except StorageLocked:
+            self._discard()
+            raise
         except OSError as exc:
             if replaced:
                 # Durability is unknown, so the caller is told the write failed:

@@ -31,6 +31,20 @@ denied, KMS refusals, a missing bucket) is ``BlobStoreUnavailable``: the
 store is down or misconfigured, the blob is not known to be bad. A listing
 that fails is ``BlobStoreUnavailable`` too.
 
+Object Lock: a writer given a retention writes the object locked;
+``lock_state`` is one ``HeadObject`` (its ``ObjectLockMode``,
+``ObjectLockRetainUntilDate`` and ``ObjectLockLegalHoldStatus``; on AWS the
+caller needs ``s3:GetObjectRetention`` and ``s3:GetObjectLegalHold``, without
+which S3 leaves those fields out); ``extend_retention`` and
+``set_legal_hold`` read that state first and then change exactly the
+version it names (``PutObjectRetention``, ``PutObjectLegalHold``), never with
+a governance bypass. Retention dates are rounded up to whole seconds. In a
+bucket without Object Lock they are ``BlobStoreUnavailable`` saying so.
+``delete`` maps the ``AccessDenied`` S3 answers for a locked version to
+``StorageLocked`` (after checking the version is locked), and checks the
+current version itself before adding a delete marker (S3 would accept the
+marker, leaving the locked version as a noncurrent one).
+
 Presigned URLs are SigV4 (``X-Amz-Signature``); the client must be built
 with ``Config(signature_version="s3v4")``, because botocore otherwise signs
 S3 URLs with SigV2 in regions that still accept it (us-east-1 among them).
@@ -44,6 +58,7 @@ from datetime import UTC
 from typing import Any
 from uuid import UUID
 
+import attrs
 import structlog
 from botocore.exceptions import (
     BotoCoreError,
@@ -53,8 +68,10 @@ from botocore.exceptions import (
 )
 
 from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
-from vault.adapters.blobs.s3_writer import MiB, S3BlobWriter, error_code
+from vault.adapters.blobs.s3_writer import MiB, S3BlobWriter, error_code, lock_params, whole_seconds
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
+from vault.domain.locks import LockMode, ObjectLock, Retention, StorageLocked, stronger
+from vault.domain.models import utcnow
 from vault.domain.validation import content_disposition
 from vault.ports import LIST_PAGE_SIZE, StoredObject
 
@@ -68,6 +85,10 @@ _MISSING_CODES = frozenset(
 )
 # Codes that mean the bucket itself is gone: a store problem, never one blob's.
 _NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
+# GetObjectLockConfiguration on a bucket without Object Lock (as log_mirror.py knows them).
+_NO_LOCK_CODES = frozenset(
+    {"ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"}
+)
 # What a body that ends early or does not match its checksum raises. botocore
 # reads with urllib3's length check off and raises IncompleteReadError itself;
 # ResponseStreamingError (a reset or broken connection) is the network's
@@ -94,9 +115,77 @@ class S3BlobStore:
         except (BotoCoreError, ClientError) as exc:
             raise BlobStoreUnavailable(f"S3 bucket {self.bucket} is not reachable: {exc}") from exc
 
-    def open_writer(self, key: str) -> S3BlobWriter:
+    def open_writer(self, key: str, retention: Retention | None = None) -> S3BlobWriter:
         check_key(key)
-        return S3BlobWriter(self._client, self.bucket, key, self.kms_key_id)
+        return S3BlobWriter(self._client, self.bucket, key, self.kms_key_id, retention)
+
+    def object_lock_enabled(self) -> bool:
+        try:
+            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if error_code(exc) in _NO_LOCK_CODES:
+                return False
+            raise BlobStoreUnavailable(
+                f"cannot read the Object Lock of S3 bucket {self.bucket}: {exc}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"S3 bucket {self.bucket} is not reachable: {exc}") from exc
+        config = answer.get("ObjectLockConfiguration") or {}
+        return bool(config.get("ObjectLockEnabled") == "Enabled")
+
+    def lock_state(self, key: str, version_id: str | None) -> ObjectLock:
+        check_key(key)
+        where = _describe(key, version_id)
+        try:
+            answer = self._client.head_object(**_params(self.bucket, key, version_id))
+        except ClientError as exc:
+            if _is_missing(exc, version_id):
+                self.ping()  # a HEAD's 404 has no body: it may be the bucket that is missing
+                raise BlobUnreadable(f"{where} is missing: {error_code(exc)}") from exc
+            raise BlobStoreUnavailable(f"cannot read the lock of {where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"cannot read the lock of {where}: {exc}") from exc
+        mode, until = answer.get("ObjectLockMode"), answer.get("ObjectLockRetainUntilDate")
+        found = answer.get("VersionId")
+        return ObjectLock(
+            version_id=None if found in (None, "", "null") else found,
+            mode=None if not mode else LockMode(str(mode).lower()),
+            retain_until=None if until is None else until.astimezone(UTC),
+            legal_hold=answer.get("ObjectLockLegalHoldStatus") == "ON",
+        )
+
+    def extend_retention(
+        self, key: str, version_id: str | None, retention: Retention
+    ) -> ObjectLock:
+        current = self.lock_state(key, version_id)
+        wanted = stronger(current.retention, whole_seconds(retention))
+        if wanted == current.retention:
+            return current  # nothing would change: S3 is not asked
+        params = lock_params(wanted)
+        asked = {"Mode": params["ObjectLockMode"], "RetainUntilDate": wanted.retain_until}
+        self._put_lock("put_object_retention", key, current.version_id, Retention=asked)
+        return attrs.evolve(current, mode=wanted.mode, retain_until=wanted.retain_until)
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> ObjectLock:
+        current = self.lock_state(key, version_id)
+        hold = {"Status": "ON" if on else "OFF"}
+        self._put_lock("put_object_legal_hold", key, current.version_id, LegalHold=hold)
+        return attrs.evolve(current, legal_hold=on)
+
+    def _put_lock(self, operation: str, key: str, version_id: str | None, **lock: Any) -> None:
+        where = _describe(key, version_id)
+        try:
+            getattr(self._client, operation)(**_params(self.bucket, key, version_id), **lock)
+        except ClientError as exc:
+            if _is_missing(exc, version_id):
+                raise BlobUnreadable(f"{where} is missing: {error_code(exc)}") from exc
+            if error_code(exc) == "InvalidRequest" and not self.object_lock_enabled():
+                raise BlobStoreUnavailable(
+                    f"S3 bucket {self.bucket} has no Object Lock: cannot lock {where}"
+                ) from exc
+            raise BlobStoreUnavailable(f"cannot lock {where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobStoreUnavailable(f"cannot lock {where}: {exc}") from exc
 
     def read(self, key: str, version_id: str | None) -> Generator[bytes, None, None]:
         """The object's bytes in chunks of at most ``READ_CHUNK``.
@@ -136,20 +225,33 @@ class S3BlobStore:
             body.close()
 
     def delete(self, key: str, version_id: str | None) -> None:
-        """Remove that version for good (with ``version_id``), else add a delete marker."""
+        """Remove that version for good (with ``version_id``), else add a delete marker.
+
+        ``StorageLocked`` while that version (or the current one) is locked.
+        """
         check_key(key)
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version_id is not None:
-            params["VersionId"] = version_id
         where = _describe(key, version_id)
+        if version_id is None:
+            self._refuse_if_locked(key, where)
         try:
-            self._client.delete_object(**params)
+            self._client.delete_object(**_params(self.bucket, key, version_id))
         except ClientError as exc:
             if _is_missing(exc, version_id):
                 return
+            if error_code(exc) == "AccessDenied":
+                self._refuse_if_locked(key, where, version_id)
             raise BlobStoreUnavailable(f"cannot delete {where}: {exc}") from exc
         except BotoCoreError as exc:
             raise BlobStoreUnavailable(f"cannot delete {where}: {exc}") from exc
+
+    def _refuse_if_locked(self, key: str, where: str, version_id: str | None = None) -> None:
+        try:
+            lock = self.lock_state(key, version_id)
+        except BlobUnreadable:
+            return  # nothing there to protect
+        if lock.blocks_deletion(utcnow()):
+            held = "a legal hold" if lock.legal_hold else f"retention until {lock.retain_until}"
+            raise StorageLocked(f"cannot delete {where}: it is under {held}")
 
     def list_objects(
         self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
@@ -276,6 +378,13 @@ def _is_missing(exc: ClientError, version_id: str | None) -> bool:
         return True
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return bool(status == 404)
+
+
+def _params(bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id is not None:
+        params["VersionId"] = version_id
+    return params
 
 
 def _describe(key: str, version_id: str | None) -> str:

@@ -6,19 +6,26 @@ what is left (as the only ``PutObject`` when nothing left before) and
 completes the upload. Encryption is asked for where S3 takes it
 (``PutObject`` and ``CreateMultipartUpload``; parts inherit it), and every
 body carries a SHA-256 checksum. A failure aborts the upload, so no parts
-are left billed in the bucket.
+are left billed in the bucket. A writer given a ``Retention`` asks for it
+the same way (``ObjectLockMode`` and ``ObjectLockRetainUntilDate``, which the
+upload's object inherits), so the object is locked from its first moment.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vault.domain.errors import BlobStoreUnavailable
+from vault.domain.locks import Retention
 
-__all__ = ["CHECKSUM_ALGORITHM", "PART_SIZE", "SSE", "MiB", "S3BlobWriter", "error_code"]
+__all__ = [
+    "CHECKSUM_ALGORITHM", "PART_SIZE", "SSE", "MiB", "S3BlobWriter", "error_code", "lock_params",
+    "whole_seconds",
+]
 
 log = structlog.get_logger("vault.blobs")
 
@@ -37,8 +44,16 @@ class S3BlobWriter:
     or will be by ``abort``, which is always safe and never raises.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, kms_key_id: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        kms_key_id: str,
+        retention: Retention | None = None,
+    ) -> None:
         self._client = client
+        self._retention = retention
         self._bucket = bucket
         self._key = key
         self._kms_key_id = kms_key_id
@@ -156,12 +171,33 @@ class S3BlobWriter:
             part["ChecksumSHA256"] = answer["ChecksumSHA256"]
         self._parts.append(part)
 
-    def _encryption(self) -> dict[str, str]:
-        return {"ServerSideEncryption": SSE, "SSEKMSKeyId": self._kms_key_id}
+    def _encryption(self) -> dict[str, Any]:
+        """Encryption, and the lock when there is one: what PutObject and
+        CreateMultipartUpload both take."""
+        params: dict[str, Any] = {"ServerSideEncryption": SSE, "SSEKMSKeyId": self._kms_key_id}
+        if self._retention is not None:
+            params.update(lock_params(self._retention))
+        return params
 
     def _fail(self, exc: BotoCoreError | ClientError, step: str) -> NoReturn:
         self.abort()
         raise BlobStoreUnavailable(f"cannot {step} blob {self._key}: {exc}") from exc
+
+
+def whole_seconds(retention: Retention) -> Retention:
+    """The retention with its date rounded up to a whole second, as S3 keeps it."""
+    until = retention.retain_until
+    if until.microsecond:
+        until = until.replace(microsecond=0) + timedelta(seconds=1)
+    return Retention(retention.mode, until)
+
+
+def lock_params(retention: Retention) -> dict[str, Any]:
+    """``ObjectLockMode`` and ``ObjectLockRetainUntilDate`` as S3 takes them (whole seconds)."""
+    return {
+        "ObjectLockMode": retention.mode.value.upper(),
+        "ObjectLockRetainUntilDate": whole_seconds(retention).retain_until,
+    }
 
 
 def error_code(exc: ClientError) -> str:

@@ -45,10 +45,12 @@ from typing import Final
 import attrs
 
 from vault.adapters.stores import queries as q
-from vault.adapters.stores.freezes import SqlFreezes, freeze_for_mismatch
+from vault.adapters.stores.freezes import freeze_for_mismatch
+from vault.adapters.stores.holds import SqlHolds
 from vault.adapters.stores.incidents import join_incident
 from vault.adapters.stores.ledger import insert_leaves
 from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, insert_events
+from vault.adapters.stores.retention import record_retention
 from vault.adapters.stores.rows import (
     as_datetime,
     as_uuid,
@@ -71,7 +73,7 @@ CLAIM_ATTEMPTS: Final = 3
 between the conflict and the look-up."""
 
 
-class SqlMetadataStore(SqlFreezes):
+class SqlMetadataStore(SqlHolds):
     """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
 
     dialect: Dialect
@@ -107,6 +109,7 @@ class SqlMetadataStore(SqlFreezes):
                 insert_leaves(db, [leaf])
                 db.execute(q.DOCUMENT_INSERT, **document_values(stored))
                 insert_events(db, outbox)
+            record_retention(db, stored)
         return stored
 
     def get_document(self, document_id: uuid.UUID) -> Document:

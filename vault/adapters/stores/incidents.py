@@ -16,7 +16,7 @@ from datetime import datetime
 from vault.adapters.stores.integrity import SqlIntegrity
 from vault.adapters.stores.outbox import insert_events
 from vault.adapters.stores.rows import as_datetime, as_optional_datetime, as_uuid
-from vault.adapters.stores.sql import Q, Row, Session
+from vault.adapters.stores.sql import Q, Row, Session, newest_first
 from vault.domain.errors import StoreUnavailable
 from vault.domain.incidents import (
     Incident,
@@ -120,19 +120,11 @@ class SqlIncidents(SqlIntegrity):
         self, *, entity_id: uuid.UUID | None, status: IncidentStatus | None, limit: int,
         after: PageCursor | None,
     ) -> list[Incident]:
-        clauses: list[str] = []
-        params: dict[str, object] = {"limit": limit}
-        if entity_id is not None:
-            clauses.append("entity_id = $entity_id")
-            params["entity_id"] = entity_id
-        if status is not None:
-            clauses.append("status = $status")
-            params["status"] = status.value
-        if after is not None:
-            clauses.append("(opened_at, incident_id) < ($after_at, $after_id)")
-            params.update(after_at=after.created_at, after_id=after.document_id)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = Q(f"{_INCIDENT}{where} ORDER BY opened_at DESC, incident_id DESC LIMIT $limit")
+        query, params = newest_first(
+            _INCIDENT, at="opened_at", key="incident_id", limit=limit,
+            equal={"entity_id": entity_id, "status": None if status is None else status.value},
+            after=None if after is None else (after.created_at, after.document_id),
+        )
         with self._reading("list_incidents") as db:
             return [
                 _incident(row, db.all(DOCUMENTS_OF, id=as_uuid(row["incident_id"])))

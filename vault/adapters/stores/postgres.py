@@ -67,6 +67,7 @@ from vault.adapters.stores.ledger import open_log
 from vault.adapters.stores.postgres_url import ConnectionSettings, connection_settings
 from vault.adapters.stores.sql import Q, Session
 from vault.domain.errors import StoreUnavailable
+from vault.domain.models import DocumentType
 from vault.ports import MetadataStore
 
 __all__ = ["ConnectionSettings", "PostgresMetadataStore", "connection_settings"]
@@ -77,6 +78,9 @@ POOL_TIMEOUT_SECONDS: Final = 5.0
 # Advisory lock keys (bigint, database-wide): the ASCII of a short name.
 # The two-key form (its own key space): this class, and a hash of the event id.
 CASCADE_LOCK_CLASS: Final = int.from_bytes(b"vEVT", "big")
+
+RETENTION_LOCK_CLASS: Final = int.from_bytes(b"vRET", "big")
+"""With a hash of the document type: writers of one type's policy versions, one at a time."""
 
 CASCADE_LOCK = Q("SELECT pg_advisory_xact_lock($lock_class, $key)")
 
@@ -201,6 +205,11 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     def _lock_cascade(self, db: Session, event_id: str) -> None:
         db.execute(CASCADE_LOCK, lock_class=CASCADE_LOCK_CLASS, key=_cascade_lock_key(event_id))
+
+    def _lock_policy_type(self, db: Session, document_type: DocumentType) -> None:
+        # The first version has no row to lock FOR UPDATE: an advisory lock covers it.
+        db.execute(CASCADE_LOCK, lock_class=RETENTION_LOCK_CLASS,
+                   key=_cascade_lock_key(document_type.value))
 
     # -- connections -----------------------------------------------------
 

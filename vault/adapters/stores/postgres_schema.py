@@ -33,10 +33,10 @@ from typing import Final
 import psycopg
 from psycopg.rows import DictRow
 
-from vault.adapters.stores import integrity_schema, outside_schema
+from vault.adapters.stores import integrity_schema, outside_schema, retention_schema
 from vault.domain.log import FULL_TILE_BYTES
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 MIGRATE_LOCK_KEY: Final = int.from_bytes(b"vaultMIG", "big")
 """Advisory lock key (bigint, database-wide): the ASCII of a short name."""
@@ -312,7 +312,8 @@ def migrate(cur: psycopg.Cursor[DictRow]) -> bool:
         cur.execute(statement)
     _convert_enum_columns(cur)
     _widen_size_bytes(cur)
-    for statement in (*_SERVICE_SCHEMA, *outside_schema.POSTGRES, *integrity_schema.POSTGRES):
+    for statement in (*_SERVICE_SCHEMA, *outside_schema.POSTGRES, *integrity_schema.POSTGRES,
+                      *retention_schema.POSTGRES):
         cur.execute(statement)
     applied: dict[int, bool] = {}
     for version in range(1, SCHEMA_VERSION + 1):

@@ -190,3 +190,23 @@ def chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """``values`` in slices of at most ``size``, for list parameters with a bound."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def newest_first(
+    select: str, *, at: str, key: str, equal: Mapping[str, object], limit: int,
+    after: tuple[Any, Any] | None,
+) -> tuple[Q, dict[str, object]]:
+    """A page of ``select`` newest first by ``(at, key)``: the columns of ``equal`` whose
+    value is not None must match, and with ``after`` (a page's last ``(at, key)``) only
+    older rows come."""
+    clauses: list[str] = []
+    params: dict[str, object] = {"limit": limit}
+    for column, value in equal.items():
+        if value is not None:
+            clauses.append(f"{column} = ${column}")
+            params[column] = value
+    if after is not None:
+        clauses.append(f"({at}, {key}) < ($after_at, $after_key)")
+        params.update(after_at=after[0], after_key=after[1])
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return Q(f"{select}{where} ORDER BY {at} DESC, {key} DESC LIMIT $limit"), params

@@ -1,0 +1,56 @@
+"""The store's side of records management: retention policies, documents' retention,
+legal holds. ``MetadataStore`` (``vault.ports``) includes it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from vault.domain.holds import HoldStatus, ItemChange, LegalHold, NewHold
+from vault.domain.models import Actor, DocumentType
+from vault.domain.retention import DocumentRetention, PolicyRequest, RetentionPolicy
+from vault.ports.pages import PageCursor
+
+
+class RecordsStore(Protocol):
+    def put_retention_policy(
+        self, document_type: DocumentType, request: PolicyRequest, *, actor: Actor,
+        correlation_id: str | None, at: datetime,
+    ) -> tuple[RetentionPolicy, int]:
+        """A new version of the type's policy (``RetentionCannotShorten`` if it would keep
+        any document less, or less strictly), with every existing document of the type it
+        keeps longer moved later; the version and how many moved."""
+
+    def retention_policies(self) -> list[RetentionPolicy]:
+        """Every version of every type's policy, by type then version."""
+
+    def document_retention(self, document_id: UUID) -> DocumentRetention | None:
+        """The document's retention as recorded (None: uploaded under no policy)."""
+
+    def create_hold(
+        self, new: NewHold, *, actor: Actor, correlation_id: str | None, at: datetime
+    ) -> LegalHold:
+        """A new active hold with its items (``DocumentNotFound`` for an unknown document)."""
+
+    def change_hold_items(
+        self, hold_id: UUID, change: ItemChange, *, add: bool, actor: Actor,
+        correlation_id: str | None, at: datetime,
+    ) -> LegalHold:
+        """Add or remove items (``HoldNotFound``, ``HoldReleased``, ``DocumentNotFound``)."""
+
+    def release_hold(
+        self, hold_id: UUID, *, reason: str, actor: Actor, correlation_id: str | None,
+        at: datetime,
+    ) -> LegalHold:
+        """End the hold for good (``HoldNotFound``; ``HoldReleased`` if it already was)."""
+
+    def get_hold(self, hold_id: UUID) -> LegalHold: ...
+
+    def list_holds(
+        self, *, status: HoldStatus | None, limit: int, after: PageCursor | None
+    ) -> list[LegalHold]:
+        """Newest first, ``limit`` at most, after the ``(created_at, hold_id)`` cursor."""
+
+    def holds_of(self, document_id: UUID, entity_id: UUID) -> list[UUID]:
+        """The active holds covering the document, by its id or its entity's."""
