@@ -27,6 +27,7 @@ import trio
 from structlog.contextvars import bound_contextvars
 
 from actors.deps import Backends
+from actors.keeper import RetentionKeeper
 from actors.runtime import Mailbox, Reply, respond, serve_mailbox
 from vault.domain.events import archive_events
 from vault.domain.models import Actor, Document, utcnow
@@ -94,6 +95,7 @@ class ArchiverActor:
         concurrency: int,
         committed: Callable[[], None],
         cascade_batch_size: int = CASCADE_BATCH_SIZE,
+        keeper: RetentionKeeper | None = None,
     ) -> None:
         if cascade_batch_size < 1:
             raise ValueError(f"cascade_batch_size must be positive, got {cascade_batch_size}")
@@ -102,12 +104,18 @@ class ArchiverActor:
         self.concurrency = concurrency
         self.committed = committed
         self.cascade_batch_size = cascade_batch_size
+        self.keeper = keeper or RetentionKeeper(backends)
+        mailbox.health.live = lambda: {"keeper": self.keeper.status.snapshot()}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own every archive: ``concurrency`` at a time."""
-        await serve_mailbox(
-            self.mailbox, self._handle, concurrency=self.concurrency, task_status=task_status
-        )
+        """Own every archive: ``concurrency`` at a time; the retention keeper beside them."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.keeper.run)
+            await serve_mailbox(
+                self.mailbox, self._handle, concurrency=self.concurrency, task_status=task_status
+            )
+            # The mailbox closed (shutdown): the keeper stops with it (its queue keeps the rest).
+            nursery.cancel_scope.cancel()
 
     async def _handle(self, msg: ArchiveDocument | ArchiveEntity) -> None:
         match msg:

@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from actors.deps import Backends
+from actors.records import ObjectLockMissing, object_lock_problem
 from vault.domain.errors import VaultError
 from vault.domain.events import download_issued_event
 from vault.domain.models import Actor, Document, EntityType, utcnow
@@ -128,7 +129,16 @@ class Reads:
         return {
             "database": await _probe(backends.store.ping, backends.db_limiter),
             "blob_store": await _probe(backends.blobs.ping, backends.blob_limiter),
+            "object_lock": await _probe(
+                lambda: _raise_lock_problem(backends), backends.blob_limiter
+            ),
         }
+
+
+def _raise_lock_problem(backends: Backends) -> None:
+    problem = object_lock_problem(backends)
+    if problem is not None:
+        raise ObjectLockMissing(problem)
 
 
 async def _probe(check: Callable[[], None], limiter: trio.CapacityLimiter) -> str:

@@ -17,10 +17,16 @@ import attrs
 import structlog
 
 from actors.deps import Backends
+from vault.domain.errors import DependencyUnavailable
 from vault.domain.holds import HoldStatus, ItemChange, LegalHold, NewHold
 from vault.domain.locks import ObjectLock
 from vault.domain.models import Actor, Document, DocumentType, utcnow
-from vault.domain.retention import DocumentRetention, PolicyRequest, RetentionPolicy
+from vault.domain.retention import (
+    DocumentRetention,
+    PolicyRequest,
+    RetentionMode,
+    RetentionPolicy,
+)
 from vault.ports import PageCursor
 
 log = structlog.get_logger("vault.records")
@@ -43,6 +49,38 @@ class RetentionView:
             blocked.append("retention")
         blocked.extend(f"hold:{hold}" for hold in self.holds)
         return blocked
+
+
+class ObjectLockMissing(DependencyUnavailable):
+    """The object store cannot lock objects while a compliance policy asks it to."""
+
+
+def object_lock_problem(backends: Backends) -> str | None:
+    """Why the storage cannot enforce the records' retention, or None. Blocks.
+
+    A store without Object Lock is a problem only once a policy exists (a
+    compliance one stops start-up; any one fails readiness), since nothing
+    asks for a lock before.
+    """
+    if backends.blobs.object_lock_enabled():
+        return None
+    policies = backends.store.retention_policies()
+    if not policies:
+        return None
+    modes = sorted({p.mode.value for p in policies})
+    return (
+        "the object store has no Object Lock, but retention policies in "
+        f"{' and '.join(modes)} mode exist: retention and legal holds are not enforced by it"
+    )
+
+
+def require_object_lock(backends: Backends) -> None:
+    """Stop start-up (``ObjectLockMissing``) when a compliance policy cannot be enforced."""
+    problem = object_lock_problem(backends)
+    if problem is not None and any(
+        p.mode is RetentionMode.COMPLIANCE for p in backends.store.retention_policies()
+    ):
+        raise ObjectLockMissing(problem)
 
 
 class Records:

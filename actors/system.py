@@ -25,6 +25,7 @@ from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
 from actors.freezes import Freezes
 from actors.integrity_reads import Incidents
+from actors.keeper import RetentionKeeper
 from actors.ledger import Integrate, LedgerActor, LogIdentity, LogState, Publish
 from actors.log_reads import LogReads
 from actors.outside import build as build_outside
@@ -179,9 +180,16 @@ async def run_vault(
         outside=outside,
     )
 
+    keeper = RetentionKeeper(backends)
+
     def committed() -> None:
         audit_publisher.nudge()
         ledger.nudge()
+        keeper.nudge()  # an upload under a policy, or into a held entity
+
+    def records_changed() -> None:
+        audit_publisher.nudge()
+        keeper.nudge()
 
     def changed_freeze() -> None:
         audit_publisher.nudge()  # entity.frozen / entity.unfrozen
@@ -208,7 +216,7 @@ async def run_vault(
         ),
         incidents=Incidents(backends, committed=alerter.nudge),
         freezes=Freezes(backends, committed=changed_freeze),
-        records=Records(backends, committed=audit_publisher.nudge),
+        records=Records(backends, committed=records_changed),
         traffic=traffic or Traffic(),
     )
     upload = UploadActor(
@@ -221,6 +229,7 @@ async def run_vault(
     )
     archiver = ArchiverActor(
         vault.archiver, backends, concurrency=sizing.archiver_concurrency, committed=committed,
+        keeper=keeper,
     )
     poller = EntityDeletionPoller(vault.poller, vault.archiver, settings)
 

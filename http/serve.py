@@ -27,6 +27,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from actors.access import ServiceAuthorizer
 from actors.deps import Backends
 from actors.housekeeping import run_orphan_sweep
+from actors.records import require_object_lock
 from actors.system import Sizing, authorizer_for, run_vault
 from vault.adapters.blobs.signing import UrlSigner
 from vault.config import Settings
@@ -96,6 +97,7 @@ async def serve(
     identity = identity_for(settings)
     check_listen(settings)
     backends, signer = await trio.to_thread.run_sync(build_backends, settings)
+    await trio.to_thread.run_sync(require_object_lock, backends)
     authorizer = authorizer_for(settings, sizing)
     try:
         async with trio.open_nursery() as nursery:

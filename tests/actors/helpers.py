@@ -27,6 +27,7 @@ from actors.system import Sizing, Vault, run_vault
 from actors.upload import StoreDocument
 from actors.verifier import VerifyDocument
 from tests.polling import eventually
+from vault.adapters.blobs.local_locks import MUTEX
 from vault.config import Settings
 from vault.domain.errors import DependencyUnavailable, VaultError
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
@@ -290,7 +291,10 @@ def object_path(vault: Vault, storage_key: str) -> Path:
 
 
 def _files_under(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
+    """Every file under ``root`` but the embedded blob store's own lock file."""
+    return sorted(
+        path for path in root.rglob("*") if path.is_file() and path.name != MUTEX
+    )
 
 
 async def files_under(root: Path) -> list[Path]:

@@ -39,6 +39,7 @@ from vault.config import Settings
 from vault.domain.checkpoint import Checkpoint
 from vault.domain.models import Role
 from vault.domain.note import Verifier
+from vault.ports import BlobStore
 from vault.wiring import url_signer
 from vault_http.app import create_app
 from vault_http.identity import HeaderIdentity
@@ -49,14 +50,18 @@ from vault_http.ledger import receipt_json
 
 @contextlib.asynccontextmanager
 async def running_vault(
-    nursery: trio.Nursery, settings: Settings, *, log_mirror: S3LogMirror | None = None
+    nursery: trio.Nursery, settings: Settings, *, log_mirror: S3LogMirror | None = None,
+    blobs: BlobStore | None = None,
 ) -> AsyncIterator[Vault]:
-    """Every actor on the service's backends for ``settings``; stopped (and closed) after."""
+    """Every actor on the service's backends for ``settings`` (with ``log_mirror`` or
+    ``blobs`` instead of what the settings make); stopped (and closed) after."""
     from vault_http.serve import build_backends
 
     backends, _ = await trio.to_thread.run_sync(build_backends, settings)
     if log_mirror is not None:
         backends = attrs.evolve(backends, log_mirror=log_mirror)
+    if blobs is not None:
+        backends = attrs.evolve(backends, blobs=blobs)
     assert isinstance(backends, Backends)
     running: Vault = await nursery.start(run_vault, backends, Sizing())
     try:

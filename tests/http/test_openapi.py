@@ -422,7 +422,9 @@ class TestResponsesMatch:
         """``/readyz`` answers a documented Readiness."""
         response = await client.get("/readyz")
         body = await assert_documented(response, "GET", "/readyz", 200)
-        assert body["checks"] == {"database": "ok", "blob_store": "ok", "queues": "ok"}
+        assert body["checks"] == {
+            "database": "ok", "blob_store": "ok", "object_lock": "ok", "queues": "ok"
+        }
 
     async def test_metrics(self, client: TestClientProtocol) -> None:
         """``/metrics`` answers documented Prometheus text."""

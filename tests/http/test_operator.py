@@ -86,6 +86,8 @@ class TestHealth:
             extra = {"backlog"} if snapshot["name"] in ("audit_publisher", "alerter") else set()
             if snapshot["name"] == "verifier":
                 extra = {"sweep", "coverage"}
+            if snapshot["name"] == "archiver":
+                extra = {"keeper"}
             if snapshot["name"] == "ledger":
                 extra = {
                     "tree_size", "pending", "checkpoint_size", "last_checkpoint_at",
@@ -141,7 +143,7 @@ class TestReadiness:
         assert response.status_code == 200
         assert await response.get_json() == {
             "status": "ok",
-            "checks": {"database": "ok", "blob_store": "ok", "queues": "ok"},
+            "checks": {"database": "ok", "blob_store": "ok", "object_lock": "ok", "queues": "ok"},
         }
 
     async def test_unreachable_blob_store_is_503(

@@ -43,11 +43,11 @@ def s3_client(endpoint: str, **config: Any) -> Any:
 
 
 def new_bucket(client: Any, *, versioned: bool = True) -> str:
+    """A bucket without Object Lock (so tests can empty it), versioned unless asked not."""
     name = f"vault-test-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
     if versioned:
-        ensure_bucket(client, name)
-    else:
-        client.create_bucket(Bucket=name)
+        ensure_bucket(client, name)  # exists: only turns versioning on
     return name
 
 

@@ -773,3 +773,11 @@ class TestEnsureBucket:
             assert client.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
         finally:
             drop_bucket(client, name)
+
+
+def test_a_bucket_the_vault_creates_has_object_lock(aws_env: str) -> None:
+    """Object Lock can only be given to a bucket when it is made: ``ensure_bucket`` asks."""
+    client = s3_client(aws_env)
+    name = f"vault-made-{uuid.uuid4().hex[:12]}"
+    ensure_bucket(client, name)
+    assert S3BlobStore(client, name, KMS_KEY_ID).object_lock_enabled()

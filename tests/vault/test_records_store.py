@@ -20,6 +20,7 @@ from vault.domain.holds import (
     ItemKind,
     NewHold,
 )
+from vault.domain.locks import LockMode, ObjectLock
 from vault.domain.models import Actor, DocumentType, Role
 from vault.domain.retention import (
     OnExpiry,
@@ -279,3 +280,56 @@ class TestTheDatabaseRefuses:
                 "UPDATE document_retention SET retain_until = ? WHERE document_id = ?",
                 [BASE.isoformat(timespec="microseconds"), str(doc.id)],
             )
+
+
+class TestLockQueue:
+    def test_an_upload_under_a_policy_is_queued_with_its_retention(
+        self, store: MetadataStore
+    ) -> None:
+        put(store, "P6Y")
+        doc = upload(store, make_document(document_type=KYC))
+        (task,) = store.storage_lock_due(10)
+        assert (task.document_id, task.storage_key, task.legal_hold) == (
+            doc.id, doc.storage_key, False
+        )
+        assert task.retention is not None and task.retention.mode is LockMode.COMPLIANCE
+        held = store.document_retention(doc.id)
+        assert held is not None and task.retention.retain_until == held.retain_until
+
+    def test_an_upload_under_no_policy_into_no_hold_is_not_queued(
+        self, store: MetadataStore
+    ) -> None:
+        upload(store, make_document())
+        assert store.storage_lock_due(10) == []
+
+    def test_applied_leaves_the_queue_unless_queued_again_meanwhile(
+        self, store: MetadataStore
+    ) -> None:
+        put(store, "P6Y")
+        doc = upload(store, make_document(document_type=KYC))
+        (task,) = store.storage_lock_due(10)
+        hold(store, document_ids=(doc.id,))  # queued again while "applying"
+        assert not store.storage_lock_applied(task, ObjectLock.unlocked(), at(1))
+        (again,) = store.storage_lock_due(10)
+        assert again.legal_hold and again.token != task.token
+        assert store.storage_lock_applied(again, ObjectLock.unlocked(), at(2))
+        assert store.storage_lock_due(10) == []
+        assert store.storage_lock_backlog() == (0, None)
+
+    def test_holds_queue_what_they_cover_and_a_release_queues_it_unheld(
+        self, store: MetadataStore
+    ) -> None:
+        entity = uuid4()
+        docs = [upload(store, make_document(entity_id=entity)) for _ in range(2)]
+        made = hold(store, entity_ids=(entity,))
+        due = store.storage_lock_due(10)
+        assert {t.document_id for t in due} == {d.id for d in docs}
+        assert all(t.legal_hold and t.retention is None for t in due)
+        for task in due:
+            store.storage_lock_applied(task, ObjectLock.unlocked(), at(1))
+        store.release_hold(made.hold_id, reason="done", actor=OFFICER, correlation_id=None,
+                           at=at(2))
+        released = store.storage_lock_due(10)
+        assert {t.document_id for t in released} == {d.id for d in docs}
+        assert not any(t.legal_hold for t in released)
+        assert store.storage_lock_backlog()[0] == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from uuid import UUID
 
 import attrs
 
@@ -94,3 +95,19 @@ class StorageLocked(VaultError):
     status = 409
     error_code = "STORAGE_LOCKED"
     title = "Storage Locked"
+
+
+@attrs.frozen
+class LockTask:
+    """One document whose object's lock must be brought to what the records say."""
+
+    document_id: UUID
+    storage_key: str
+    version_id: str | None
+    queued_at: datetime
+    token: UUID
+    """New each time the document is queued: its row goes only if still this one."""
+    retention: Retention | None
+    """What the record keeps it for (None: uploaded under no policy)."""
+    legal_hold: bool
+    """Whether an active hold covers it now."""

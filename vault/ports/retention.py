@@ -8,6 +8,7 @@ from typing import Protocol
 from uuid import UUID
 
 from vault.domain.holds import HoldStatus, ItemChange, LegalHold, NewHold
+from vault.domain.locks import LockTask, ObjectLock
 from vault.domain.models import Actor, DocumentType
 from vault.domain.retention import DocumentRetention, PolicyRequest, RetentionPolicy
 from vault.ports.pages import PageCursor
@@ -54,3 +55,14 @@ class RecordsStore(Protocol):
 
     def holds_of(self, document_id: UUID, entity_id: UUID) -> list[UUID]:
         """The active holds covering the document, by its id or its entity's."""
+
+    def storage_lock_due(self, limit: int) -> list[LockTask]:
+        """Documents whose object's lock must be brought to the records, oldest queued first,
+        each with the retention and legal hold it must now carry."""
+
+    def storage_lock_applied(self, task: LockTask, applied: ObjectLock, at: datetime) -> bool:
+        """Record what the object holds now; True when its queue row went (False: queued
+        again meanwhile, so it is applied once more)."""
+
+    def storage_lock_backlog(self) -> tuple[int, datetime | None]:
+        """Documents queued, and the oldest queued time."""

@@ -315,7 +315,8 @@ class S3BlobStore:
 
 
 def ensure_bucket(client: Any, bucket: str) -> None:
-    """Create ``bucket`` if it does not exist, and turn its versioning on.
+    """Create ``bucket`` if it does not exist (with Object Lock, which only a new bucket
+    can be given), and turn its versioning on.
 
     Safe to run any number of times. Raises ``BlobStoreUnavailable`` when the
     bucket cannot be reached, created or configured (for instance when its
@@ -338,7 +339,7 @@ def ensure_bucket(client: Any, bucket: str) -> None:
 
 
 def _create_bucket(client: Any, bucket: str) -> None:
-    params: dict[str, Any] = {"Bucket": bucket}
+    params: dict[str, Any] = {"Bucket": bucket, "ObjectLockEnabledForBucket": True}
     region = client.meta.region_name
     if region and region != "us-east-1":
         params["CreateBucketConfiguration"] = {"LocationConstraint": region}

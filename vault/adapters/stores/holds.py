@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from vault.adapters.stores.lock_queue import enqueue_documents, enqueue_entities, enqueue_hold
 from vault.adapters.stores.outbox import MAX_IDS_PER_STATEMENT, insert_events
 from vault.adapters.stores.retention import SqlRetention
 from vault.adapters.stores.rows import as_datetime, as_optional_datetime, as_optional_uuid, as_uuid
@@ -84,6 +85,7 @@ class SqlHolds(SqlRetention):
             db.execute(HOLD_INSERT, id=hold_id, name=new.name, matter=new.matter,
                        reason=new.reason, custodian=new.custodian, at=at, by=actor.id)
             _add(db, hold_id, new.document_ids, new.entity_ids, new.reason, actor, at)
+            enqueue_hold(db, hold_id, at)
             insert_events(db, [_event("legal_hold.created", hold_id, actor, {
                 "name": new.name, "matter": new.matter, "reason": new.reason,
                 "custodian": new.custodian, "document_ids": [str(d) for d in new.document_ids],
@@ -107,6 +109,8 @@ class SqlHolds(SqlRetention):
                     for target in ids:
                         db.execute(ITEM_REMOVE, id=hold_id, kind=kind.value, target=target,
                                    at=at, by=actor.id, reason=change.reason)
+            enqueue_documents(db, change.document_ids, at)
+            enqueue_entities(db, change.entity_ids, at)
             action = "legal_hold.items_added" if add else "legal_hold.items_removed"
             insert_events(db, [_event(action, hold_id, actor, {
                 "reason": change.reason,
@@ -121,6 +125,7 @@ class SqlHolds(SqlRetention):
     ) -> LegalHold:
         with self._transaction("release_hold") as db:
             _locked_active(db, hold_id)
+            enqueue_hold(db, hold_id, at)  # what it covered, before it covers nothing
             db.execute(RELEASE, id=hold_id, at=at, by=actor.id, reason=reason)
             insert_events(db, [_event("legal_hold.released", hold_id, actor,
                                       {"reason": reason}, correlation_id, at)])

@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime
 
 from vault.adapters.stores.freezes import SqlFreezes
+from vault.adapters.stores.lock_queue import enqueue_documents
 from vault.adapters.stores.outbox import insert_events
 from vault.adapters.stores.rows import as_datetime, as_optional_uuid
 from vault.adapters.stores.sql import Q, Row, Session
@@ -67,15 +68,26 @@ LENGTHEN_PAGE = 500
 NO_ID = uuid.UUID(int=0)
 
 
+ENTITY_HELD = Q(
+    "SELECT 1 AS held FROM legal_hold_items i JOIN legal_holds h ON h.hold_id = i.hold_id"
+    " WHERE h.status = 'active' AND i.removed_at IS NULL AND i.kind = 'entity'"
+    " AND i.target_id = $entity_id LIMIT 1"
+)
+
+
 def record_retention(db: Session, doc: Document) -> DocumentRetention | None:
-    """Give a new document the newest policy of its type, if its type has one."""
+    """Give a new document the newest policy of its type, if its type has one; queue its
+    object's lock when it has a retention or its entity is held."""
     row = db.one(NEWEST, type=doc.document_type.value)
     if row is None:
+        if db.one(ENTITY_HELD, entity_id=doc.entity_id) is not None:
+            enqueue_documents(db, [doc.id], doc.created_at)
         return None
     policy = _policy(row)
     until = retain_until(doc.created_at, policy)
     db.execute(RETENTION_INSERT, id=doc.id, type=policy.document_type.value,
                version=policy.version, mode=policy.mode.value, until=until, at=doc.created_at)
+    enqueue_documents(db, [doc.id], doc.created_at)
     return DocumentRetention(
         document_id=doc.id, document_type=policy.document_type, policy_version=policy.version,
         mode=policy.mode, retain_until=until, uploaded_at=doc.created_at,
@@ -143,6 +155,7 @@ def _lengthen_existing(db: Session, policy: RetentionPolicy, at: datetime) -> in
             if until > held.retain_until or mode is not held.mode:
                 db.execute(RETENTION_LENGTHEN, id=held.document_id, version=policy.version,
                            mode=mode.value, until=until, at=at)
+                enqueue_documents(db, [held.document_id], at)
                 moved += 1
         after = _retention(rows[-1]).document_id
     return moved

@@ -6,6 +6,11 @@ policy (a new version is a new row; none is changed or removed).
 policy version that set it, its mode and ``retain_until`` (a later
 version may move it later, never earlier).
 
+``storage_lock_queue`` names the documents whose object's lock must be
+brought to what the records say (a retention set or lengthened, a hold
+placed, changed or released); ``storage_locks`` is what the object store
+was last told for each, so ``GET .../retention`` and the keeper see drift.
+
 ``legal_holds`` and ``legal_hold_items`` are never deleted: an item
 removed keeps when, by whom and why; at most one active item a hold and
 target (a partial unique index).
@@ -71,7 +76,19 @@ _TABLES = """
     CREATE UNIQUE INDEX IF NOT EXISTS legal_hold_items_one_active
         ON legal_hold_items (hold_id, kind, target_id) WHERE removed_at IS NULL;
     CREATE INDEX IF NOT EXISTS legal_hold_items_target
-        ON legal_hold_items (target_id, kind) WHERE removed_at IS NULL
+        ON legal_hold_items (target_id, kind) WHERE removed_at IS NULL;
+    CREATE TABLE IF NOT EXISTS storage_lock_queue (
+        document_id {uuid} PRIMARY KEY,
+        queued_at {timestamp} NOT NULL,
+        token {uuid} NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS storage_locks (
+        document_id {uuid} PRIMARY KEY,
+        mode TEXT,
+        retain_until {timestamp},
+        legal_hold {boolean} NOT NULL,
+        applied_at {timestamp} NOT NULL
+    )
 """
 
 # A document is held while an active hold has an active item naming it or its entity.
