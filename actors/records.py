@@ -17,7 +17,7 @@ import attrs
 import structlog
 
 from actors.deps import Backends
-from vault.domain.errors import DependencyUnavailable
+from vault.domain.errors import BlobUnreadable, DependencyUnavailable
 from vault.domain.holds import HoldStatus, ItemChange, LegalHold, NewHold
 from vault.domain.locks import ObjectLock
 from vault.domain.models import Actor, Document, DocumentType, utcnow
@@ -113,9 +113,13 @@ class Records:
         doc = await self.backends.in_db(store.get_document, document_id)
         retention = await self.backends.in_db(store.document_retention, document_id)
         holds = await self.backends.in_db(store.holds_of, doc.id, doc.entity_id)
-        lock = await self.backends.in_blobs(
-            blobs.lock_state, doc.storage_key, doc.storage_version_id
-        )
+        try:
+            lock = await self.backends.in_blobs(
+                blobs.lock_state, doc.storage_key, doc.storage_version_id
+            )
+        except BlobUnreadable:
+            # The object is gone (the sweep reports that as a mismatch): it holds no lock.
+            lock = ObjectLock.unlocked(doc.storage_version_id)
         return RetentionView(doc, retention, tuple(holds), lock, utcnow())
 
     async def create_hold(

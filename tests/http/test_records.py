@@ -15,7 +15,7 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
 
-from tests.http.helpers import API, audit_rows, problem, uploaded
+from tests.http.helpers import API, audit_rows, object_path, problem, uploaded
 from tests.http.test_openapi import assert_documented
 from tests.support import actor_headers
 from vault.config import Settings
@@ -130,6 +130,14 @@ class TestDocumentRetention:
         assert body["holds"] == [made["hold_id"]]
         assert body["blocked_by"] == [f"hold:{made['hold_id']}"]
         assert body["disposable"] is False
+
+    async def test_a_document_whose_object_is_gone_shows_no_lock(
+        self, client: Client, settings: Settings
+    ) -> None:
+        doc = await uploaded(client)
+        object_path(settings, doc["storage_key"]).unlink()
+        body = await retention(client, doc["id"])
+        assert body["storage"]["lock_mode"] is None and body["storage"]["legal_hold"] is False
 
     async def test_unknown_document_is_404_and_investor_403(self, client: Client) -> None:
         response = await client.get(f"{API}/documents/{uuid4()}/retention", headers=ADMIN)

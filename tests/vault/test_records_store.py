@@ -333,3 +333,39 @@ class TestLockQueue:
         assert {t.document_id for t in released} == {d.id for d in docs}
         assert not any(t.legal_hold for t in released)
         assert store.storage_lock_backlog()[0] == 2
+
+
+class TestTwoStoresOnOneDatabase:
+    def test_a_hold_placed_through_one_is_seen_by_the_other(
+        self, store_backend: StoreBackend
+    ) -> None:
+        one, other = store_backend.open_store(), store_backend.open_store()
+        doc = upload(one, make_document())
+        made = hold(one, entity_ids=(doc.entity_id,))
+        assert other.holds_of(doc.id, doc.entity_id) == [made.hold_id]
+        other.release_hold(made.hold_id, reason="done", actor=OFFICER, correlation_id=None,
+                           at=at(1))
+        assert one.holds_of(doc.id, doc.entity_id) == []
+
+    @pytest.mark.parametrize("attempt", range(5))
+    def test_an_item_change_racing_a_release_never_lands_on_a_released_hold(
+        self, pg_backend: StoreBackend, attempt: int
+    ) -> None:
+        one, other = pg_backend.open_store(), pg_backend.open_store()
+        made = hold(one)
+        entity = uuid4()
+        results = race(
+            [
+                lambda: one.release_hold(made.hold_id, reason="done", actor=OFFICER,
+                                         correlation_id=None, at=at(1)),
+                lambda: change(other, made.hold_id, add=True, entity_ids=(entity,)),
+            ],
+            catching=(HoldReleased,),
+        )
+        final = one.get_hold(made.hold_id)
+        assert final.status is HoldStatus.RELEASED
+        added = [i for i in final.items if i.target_id == entity]
+        if isinstance(results[1], HoldReleased):
+            assert added == []  # the release came first
+        else:
+            assert [i.added_at for i in added] == [at(1)]  # the change came first
