@@ -17,7 +17,7 @@ still be healthy, must not have logged an unhandled error or a crashed
 actor, and must stop with exit code 0.
 
 Knobs (``make fuzz`` sets them for a long run): ``VAULT_FUZZ_EXAMPLES``
-(default 150) examples per operation in the fuzzing phase; ``VAULT_FUZZ_SECONDS``
+(default 80) examples per operation in the fuzzing phase; ``VAULT_FUZZ_SECONDS``
 a time budget that repeats the fuzzing phase until it is spent;
 ``VAULT_FUZZ_SEED`` (default 0, so the suite is repeatable); ``VAULT_FUZZ_WORKERS``
 (default 1); ``VAULT_FUZZ_REPORT`` a file to write the run's figures to.
@@ -54,7 +54,7 @@ from tests.system.service import Server, actor, launch, pdf, post_upload
 
 pytestmark = pytest.mark.system
 
-EXAMPLES = int(os.environ.get("VAULT_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("VAULT_FUZZ_EXAMPLES", "80"))
 SECONDS = int(os.environ["VAULT_FUZZ_SECONDS"]) if os.environ.get("VAULT_FUZZ_SECONDS") else None
 SEED = int(os.environ.get("VAULT_FUZZ_SEED", "0"))
 WORKERS = int(os.environ.get("VAULT_FUZZ_WORKERS", "1"))
