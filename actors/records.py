@@ -17,6 +17,7 @@ import attrs
 import structlog
 
 from actors.deps import Backends
+from vault.domain.disposition import blocked_by
 from vault.domain.errors import BlobUnreadable, DependencyUnavailable
 from vault.domain.holds import HoldStatus, ItemChange, LegalHold, NewHold
 from vault.domain.locks import ObjectLock
@@ -44,11 +45,7 @@ class RetentionView:
 
     @property
     def blocked_by(self) -> list[str]:
-        blocked = []
-        if self.retention is not None and self.retention.retain_until > self.at:
-            blocked.append("retention")
-        blocked.extend(f"hold:{hold}" for hold in self.holds)
-        return blocked
+        return blocked_by(self.retention, self.holds, self.at)
 
 
 class ObjectLockMissing(DependencyUnavailable):

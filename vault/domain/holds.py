@@ -21,7 +21,7 @@ from uuid import UUID
 import attrs
 
 from vault.domain.errors import InvalidRequest, VaultError
-from vault.domain.validation import required_text
+from vault.domain.validation import required_text, uuid_list
 
 MAX_TEXT_CHARS = 2000
 MAX_NAME_CHARS = 200
@@ -112,26 +112,6 @@ def _object(body: object, allowed: frozenset[str]) -> Mapping[str, Any]:
     return body
 
 
-def _ids(raw: object, field: str) -> tuple[UUID, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise InvalidRequest.field("body", field, "must be an array of UUIDs")
-    if len(raw) > MAX_ITEMS_PER_REQUEST:
-        raise InvalidRequest.field("body", field, f"at most {MAX_ITEMS_PER_REQUEST} ids a request")
-    out: list[UUID] = []
-    for item in raw:
-        try:
-            if not isinstance(item, str):
-                raise ValueError
-            parsed = UUID(item)
-        except ValueError:
-            raise InvalidRequest.field("body", field, "must be an array of UUIDs") from None
-        if parsed not in out:
-            out.append(parsed)
-    return tuple(out)
-
-
 def parse_new_hold(body: object) -> NewHold:
     """``POST /api/v1/legal-holds``: every text field required; ids may be empty."""
     found = _object(body, frozenset(
@@ -142,8 +122,8 @@ def parse_new_hold(body: object) -> NewHold:
         matter=required_text(found.get("matter"), "matter", MAX_TEXT_CHARS),
         reason=required_text(found.get("reason"), "reason", MAX_TEXT_CHARS),
         custodian=required_text(found.get("custodian"), "custodian", MAX_NAME_CHARS),
-        document_ids=_ids(found.get("document_ids"), "document_ids"),
-        entity_ids=_ids(found.get("entity_ids"), "entity_ids"),
+        document_ids=uuid_list(found.get("document_ids"), "document_ids", MAX_ITEMS_PER_REQUEST),
+        entity_ids=uuid_list(found.get("entity_ids"), "entity_ids", MAX_ITEMS_PER_REQUEST),
     )
 
 
@@ -151,8 +131,8 @@ def parse_item_change(body: object) -> ItemChange:
     """``.../items`` and ``.../items/remove``: at least one id, and a reason."""
     found = _object(body, frozenset({"document_ids", "entity_ids", "reason"}))
     change = ItemChange(
-        document_ids=_ids(found.get("document_ids"), "document_ids"),
-        entity_ids=_ids(found.get("entity_ids"), "entity_ids"),
+        document_ids=uuid_list(found.get("document_ids"), "document_ids", MAX_ITEMS_PER_REQUEST),
+        entity_ids=uuid_list(found.get("entity_ids"), "entity_ids", MAX_ITEMS_PER_REQUEST),
         reason=required_text(found.get("reason"), "reason", MAX_TEXT_CHARS),
     )
     if not change.document_ids and not change.entity_ids:

@@ -28,6 +28,7 @@ import unicodedata
 from itertools import accumulate
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 import attrs
 
@@ -115,6 +116,28 @@ def required_text(raw: object, field: str, max_chars: int) -> str:
     if len(raw) > max_chars:
         raise InvalidRequest.field("body", field, f"must be at most {max_chars} characters")
     return raw.strip()
+
+
+def uuid_list(raw: object, field: str, limit: int) -> tuple[UUID, ...]:
+    """A body field holding an array of at most ``limit`` UUID strings, each kept once in
+    order; absent is empty. Anything else is a 422 naming ``field``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidRequest.field("body", field, "must be an array of UUIDs")
+    if len(raw) > limit:
+        raise InvalidRequest.field("body", field, f"at most {limit} ids a request")
+    out: list[UUID] = []
+    for item in raw:
+        try:
+            if not isinstance(item, str):
+                raise ValueError
+            parsed = UUID(item)
+        except ValueError:
+            raise InvalidRequest.field("body", field, "must be an array of UUIDs") from None
+        if parsed not in out:
+            out.append(parsed)
+    return tuple(out)
 
 
 def parse_metadata(raw: str | None) -> dict[str, Any] | None:
