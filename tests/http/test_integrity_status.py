@@ -243,6 +243,16 @@ class TestCoverageFreshness:
         monkeypatch.setitem(defaults, "coverage_every", 0.2)
         on = test_settings(tmp_path / "data", integrity_sweep_period_hours=1.0)
         async with serving(on, nursery) as (_, client):
+
+            async def first_pass_done() -> bool:
+                # Only then is the upload below left alone (the sweep idles until the next
+                # document falls due, at most a minute); before, it might verify it.
+                answer = await client.get("/healthz/actors/verifier")
+                body = await answer.get_json()
+                return body["sweep"]["last_pass_completed_at"] is not None
+
+            await eventually(cast(Callable[[], Awaitable[Any]], first_pass_done),
+                             "the sweep's first, empty, pass", within=3)
             await uploaded(client, headers=actor_headers(Role.ADMIN), content=pdf_bytes(1000))
 
             async def counted() -> bool:
