@@ -22,10 +22,11 @@ import attrs
 import trio
 
 from actors.deps import Backends
-from actors.records import ObjectLockMissing, object_lock_problem
+from actors.records import object_lock_problem
 from vault.domain.errors import VaultError
 from vault.domain.events import download_issued_event
 from vault.domain.models import Actor, Document, EntityType, utcnow
+from vault.domain.retention import RetentionPolicy
 from vault.ports import PageCursor
 
 READY_PROBE_SECONDS = 5.0
@@ -129,16 +130,22 @@ class Reads:
         return {
             "database": await _probe(backends.store.ping, backends.db_limiter),
             "blob_store": await _probe(backends.blobs.ping, backends.blob_limiter),
-            "object_lock": await _probe(
-                lambda: _raise_lock_problem(backends), backends.blob_limiter
-            ),
+            "object_lock": await self._object_lock(),
         }
 
-
-def _raise_lock_problem(backends: Backends) -> None:
-    problem = object_lock_problem(backends)
-    if problem is not None:
-        raise ObjectLockMissing(problem)
+    async def _object_lock(self) -> str:
+        """``"ok"``, or why the object store cannot enforce the policies that exist. The
+        policies are read (in the database's thread) only when the store has no lock."""
+        backends = self.backends
+        enabled: list[bool] = []
+        said = await _probe(lambda: enabled.append(backends.blobs.object_lock_enabled()),
+                            backends.blob_limiter)
+        if said != "ok" or enabled[0]:
+            return said
+        policies: list[RetentionPolicy] = []
+        said = await _probe(lambda: policies.extend(backends.store.retention_policies()),
+                            backends.db_limiter)
+        return said if said != "ok" else object_lock_problem(False, policies) or "ok"
 
 
 async def _probe(check: Callable[[], None], limiter: trio.CapacityLimiter) -> str:

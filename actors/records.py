@@ -9,7 +9,7 @@ legal hold), so drift between the two shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -52,17 +52,14 @@ class ObjectLockMissing(DependencyUnavailable):
     """The object store cannot lock objects while a compliance policy asks it to."""
 
 
-def object_lock_problem(backends: Backends) -> str | None:
-    """Why the storage cannot enforce the records' retention, or None. Blocks.
+def object_lock_problem(enabled: bool, policies: Sequence[RetentionPolicy]) -> str | None:
+    """Why the storage cannot enforce the records' retention, or None.
 
     A store without Object Lock is a problem only once a policy exists (a
     compliance one stops start-up; any one fails readiness), since nothing
     asks for a lock before.
     """
-    if backends.blobs.object_lock_enabled():
-        return None
-    policies = backends.store.retention_policies()
-    if not policies:
+    if enabled or not policies:
         return None
     modes = sorted({p.mode.value for p in policies})
     return (
@@ -72,11 +69,13 @@ def object_lock_problem(backends: Backends) -> str | None:
 
 
 def require_object_lock(backends: Backends) -> None:
-    """Stop start-up (``ObjectLockMissing``) when a compliance policy cannot be enforced."""
-    problem = object_lock_problem(backends)
-    if problem is not None and any(
-        p.mode is RetentionMode.COMPLIANCE for p in backends.store.retention_policies()
-    ):
+    """Stop start-up (``ObjectLockMissing``) when a compliance policy cannot be enforced.
+    Blocks (start-up, before the actors)."""
+    if backends.blobs.object_lock_enabled():
+        return
+    policies = backends.store.retention_policies()
+    problem = object_lock_problem(False, policies)
+    if problem is not None and any(p.mode is RetentionMode.COMPLIANCE for p in policies):
         raise ObjectLockMissing(problem)
 
 

@@ -57,7 +57,7 @@ import attrs
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vault.adapters.blobs.naming import check_prefix
-from vault.adapters.blobs.s3_writer import CHECKSUM_ALGORITHM, error_code
+from vault.adapters.blobs.s3_writer import CHECKSUM_ALGORITHM, error_code, lock_configuration
 from vault.domain.checkpoint import CheckpointError, checkpoint_body
 from vault.domain.errors import DependencyUnavailable
 from vault.domain.log import MissingTile, TileSet, tile_bytes
@@ -85,10 +85,6 @@ BUNDLES_PER_READ: Final = 16
 """Entry bundles whose leaves are read from the store at a time."""
 
 LOCK_MODES: Final = frozenset({"GOVERNANCE", "COMPLIANCE"})
-# What S3 (and MinIO) answer GetObjectLockConfiguration on a bucket without Object Lock.
-_NO_LOCK_CODES: Final = frozenset(
-    {"ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"}
-)
 
 
 class MirrorUnavailable(DependencyUnavailable):
@@ -239,21 +235,10 @@ class S3LogMirror:
     # -- S3 ----------------------------------------------------------------
 
     def _read_lock(self) -> Retention | None:
-        try:
-            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
-        except ClientError as exc:
-            if error_code(exc) in _NO_LOCK_CODES:
-                return None
-            raise MirrorUnavailable(
-                f"cannot read the Object Lock configuration of S3 bucket {self.bucket}:"
-                f" {_one_line(exc)}"
-            ) from exc
-        except BotoCoreError as exc:
-            raise MirrorUnavailable(
-                f"S3 bucket {self.bucket} is not reachable: {_one_line(exc)}"
-            ) from exc
-        config = answer.get("ObjectLockConfiguration") or {}
-        if config.get("ObjectLockEnabled") != "Enabled":
+        config = lock_configuration(
+            self._client, self.bucket, lambda detail: MirrorUnavailable(" ".join(detail.split()))
+        )
+        if config is None:
             return None
         rule = (config.get("Rule") or {}).get("DefaultRetention")
         if not rule:

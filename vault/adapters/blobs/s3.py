@@ -68,7 +68,14 @@ from botocore.exceptions import (
 )
 
 from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
-from vault.adapters.blobs.s3_writer import MiB, S3BlobWriter, error_code, lock_params, whole_seconds
+from vault.adapters.blobs.s3_writer import (
+    MiB,
+    S3BlobWriter,
+    error_code,
+    lock_configuration,
+    lock_params,
+    whole_seconds,
+)
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
 from vault.domain.locks import LockMode, ObjectLock, Retention, StorageLocked, stronger
 from vault.domain.models import utcnow
@@ -85,10 +92,6 @@ _MISSING_CODES = frozenset(
 )
 # Codes that mean the bucket itself is gone: a store problem, never one blob's.
 _NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
-# GetObjectLockConfiguration on a bucket without Object Lock (as log_mirror.py knows them).
-_NO_LOCK_CODES = frozenset(
-    {"ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"}
-)
 # What a body that ends early or does not match its checksum raises. botocore
 # reads with urllib3's length check off and raises IncompleteReadError itself;
 # ResponseStreamingError (a reset or broken connection) is the network's
@@ -120,18 +123,7 @@ class S3BlobStore:
         return S3BlobWriter(self._client, self.bucket, key, self.kms_key_id, retention)
 
     def object_lock_enabled(self) -> bool:
-        try:
-            answer = self._client.get_object_lock_configuration(Bucket=self.bucket)
-        except ClientError as exc:
-            if error_code(exc) in _NO_LOCK_CODES:
-                return False
-            raise BlobStoreUnavailable(
-                f"cannot read the Object Lock of S3 bucket {self.bucket}: {exc}"
-            ) from exc
-        except BotoCoreError as exc:
-            raise BlobStoreUnavailable(f"S3 bucket {self.bucket} is not reachable: {exc}") from exc
-        config = answer.get("ObjectLockConfiguration") or {}
-        return bool(config.get("ObjectLockEnabled") == "Enabled")
+        return lock_configuration(self._client, self.bucket, BlobStoreUnavailable) is not None
 
     def lock_state(self, key: str, version_id: str | None) -> ObjectLock:
         check_key(key)

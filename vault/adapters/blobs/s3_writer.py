@@ -13,6 +13,7 @@ upload's object inherits), so the object is locked from its first moment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -202,3 +203,26 @@ def lock_params(retention: Retention) -> dict[str, Any]:
 
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# What S3 (and MinIO) answer GetObjectLockConfiguration on a bucket without Object Lock.
+NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"})
+
+
+def lock_configuration(
+    client: Any, bucket: str, error: Callable[[str], Exception]
+) -> dict[str, Any] | None:
+    """The bucket's ``ObjectLockConfiguration`` when Object Lock is enabled, else None.
+
+    A failure to read it raises ``error(detail)``, the caller's own unavailability.
+    """
+    try:
+        answer = client.get_object_lock_configuration(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) in NO_LOCK_CODES:
+            return None
+        raise error(f"cannot read the Object Lock of S3 bucket {bucket}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise error(f"S3 bucket {bucket} is not reachable: {exc}") from exc
+    config: dict[str, Any] = answer.get("ObjectLockConfiguration") or {}
+    return config if config.get("ObjectLockEnabled") == "Enabled" else None
