@@ -136,6 +136,12 @@ class TestFailures:
         assert sum(queue_depth(sqs, queue_url)) == 1
 
         db.query("DROP TRIGGER poison")
+        # The cascade's outcome first: moto's approximate queue counts can read (0, 0)
+        # for a moment while the redelivered message changes hands.
+        eventually_sync(
+            lambda: db.processed(event["event_id"]) == 1, "the redelivery to finish",
+            within=WAIT_SECONDS, interval=POLL_SECONDS,
+        )
         eventually_sync(
             lambda: drained(sqs, queue_url), "the redelivery to be acknowledged",
             within=WAIT_SECONDS, interval=POLL_SECONDS,
