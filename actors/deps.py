@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 import attrs
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from vault.adapters.blobs.log_mirror import S3LogMirror
 from vault.config import Settings
 from vault.domain.events import Destination
+from vault.domain.models import utcnow
 from vault.ports import BlobStore, EventSink, MetadataStore
 
 P = ParamSpec("P")
@@ -34,6 +36,8 @@ class Backends:
     """Signs the ledger's checkpoints (``vault.wiring.ledger_signing_key`` in service)."""
     log_mirror: S3LogMirror | None = None
     """Where the log's static copy goes (``vault.wiring.log_mirror``), if anywhere."""
+    clock: Callable[[], datetime] = utcnow
+    """The time records decisions are taken at (retention over, disposable); tests move it."""
     db_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
     blob_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(8))
     sink_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(4))

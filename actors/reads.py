@@ -131,7 +131,19 @@ class Reads:
             "database": await _probe(backends.store.ping, backends.db_limiter),
             "blob_store": await _probe(backends.blobs.ping, backends.blob_limiter),
             "object_lock": await self._object_lock(),
+            "versioning": await self._versioning(),
         }
+
+    async def _versioning(self) -> str:
+        """``"ok"`` while the object store keeps every version: with versioning suspended a
+        write could take a locked object's place, and a disposition could miss versions."""
+        blobs = self.backends.blobs
+        enabled: list[bool] = []
+        said = await _probe(lambda: enabled.append(blobs.versioning_enabled()),
+                            self.backends.blob_limiter)
+        if said != "ok" or enabled[0]:
+            return said
+        return f"versioning is not enabled on the object store {blobs.bucket}"
 
     async def _object_lock(self) -> str:
         """``"ok"``, or why the object store cannot enforce the policies that exist. The

@@ -116,7 +116,7 @@ class Records:
         except BlobUnreadable:
             # The object is gone (the sweep reports that as a mismatch): it holds no lock.
             lock = ObjectLock.unlocked(doc.storage_version_id)
-        return RetentionView(doc, retention, tuple(holds), lock, utcnow())
+        return RetentionView(doc, retention, tuple(holds), lock, self.backends.clock())
 
     async def create_hold(
         self, new: NewHold, actor: Actor, correlation_id: str | None

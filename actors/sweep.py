@@ -40,7 +40,7 @@ import trio
 from actors.deps import Backends
 from actors.runtime import ActorHealth
 from actors.traffic import Traffic
-from vault.domain.errors import DependencyUnavailable, DocumentNotFound
+from vault.domain.errors import DependencyUnavailable, DocumentDisposed, DocumentNotFound
 from vault.domain.integrity import SWEEP_LEAD, SWEEP_REASON, Coverage, Pace, sweep_cutoff
 from vault.domain.models import Actor, Document, DocumentStatus, iso_response, utcnow
 from vault.domain.publication import backoff
@@ -200,7 +200,7 @@ class Sweep:
         started = trio.current_time()
         try:
             doc = await self.verify(document_id, Actor.system(), None, reason=SWEEP_REASON)
-        except DocumentNotFound:
+        except (DocumentNotFound, DocumentDisposed):
             return 0.0, 0
         finally:
             # Verified (its hash_verified_at keeps it from being due again),

@@ -23,6 +23,7 @@ import trio
 from actors.access import Authorizer, MatrixAuthorizer, ServiceAuthorizer
 from actors.archiver import ArchiveDocument, ArchiveEntity, ArchiverActor
 from actors.deps import Backends
+from actors.dispositions import Dispositions
 from actors.freezes import Freezes
 from actors.integrity_reads import Incidents
 from actors.keeper import RetentionKeeper
@@ -87,6 +88,7 @@ class Vault:
     incidents: Incidents
     freezes: Freezes
     records: Records
+    dispositions: Dispositions
     traffic: Traffic = attrs.field(factory=Traffic)
     """Client requests in flight (counted by the HTTP layer); the sweep waits for a lull."""
     _done: dict[str, trio.Event] = attrs.field(factory=dict)
@@ -217,6 +219,7 @@ async def run_vault(
         incidents=Incidents(backends, committed=alerter.nudge),
         freezes=Freezes(backends, committed=changed_freeze),
         records=Records(backends, committed=records_changed),
+        dispositions=Dispositions(backends, committed=committed),
         traffic=traffic or Traffic(),
     )
     upload = UploadActor(

@@ -34,7 +34,7 @@ from actors.log_reads import evidence_for
 from actors.runtime import Mailbox, Reply, respond, serve_mailbox
 from actors.sweep import LULL_SECONDS, Sweep
 from actors.traffic import Traffic
-from vault.domain.errors import BlobUnreadable
+from vault.domain.errors import BlobUnreadable, DocumentDisposed
 from vault.domain.events import verification_events
 from vault.domain.lifecycle import Verdict, conclude
 from vault.domain.models import Actor, Document, utcnow
@@ -133,6 +133,8 @@ class VerifierActor:
     ) -> Document:
         store = self.backends.store
         doc = await self.backends.in_db(store.get_document, document_id)
+        if doc.is_disposed:
+            raise DocumentDisposed(doc.id)  # nothing left to read: not a mismatch
         verdict = await self._examine(doc)
         at = utcnow()
         updated = await self.backends.in_db(

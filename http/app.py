@@ -19,6 +19,7 @@ from vault.adapters.blobs.signing import UrlSigner
 from vault.domain.errors import VaultError
 
 from .body import BoundedHTTPConnection, BoundedRequest
+from .dispositions import dispositions_api
 from .documents import api
 from .freezes import freezes_api
 from .identity import IdentityProvider
@@ -65,6 +66,7 @@ def create_app(
     app.register_blueprint(incidents_api)
     app.register_blueprint(freezes_api)
     app.register_blueprint(records_api)
+    app.register_blueprint(dispositions_api)
     app.register_blueprint(operator)
 
     @app.before_request

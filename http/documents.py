@@ -24,7 +24,7 @@ from actors.archiver import Archived, ArchiveDocument
 from actors.runtime import ask
 from actors.verifier import VerifyDocument
 from vault.config import MAX_URL_EXPIRY_SECONDS
-from vault.domain.errors import BodyTooLarge, InvalidExpiry, InvalidRequest
+from vault.domain.errors import BodyTooLarge, DocumentDisposed, InvalidExpiry, InvalidRequest
 from vault.domain.models import Action, Document, EntityType, document_json, iso_response
 from vault.domain.validation import JsonRefused, load_json
 from vault.ports import PageCursor
@@ -54,6 +54,7 @@ async def verify() -> Response:
     assert document_id is not None
     doc = await state().vault.reads.document(document_id)
     await authorize(actor, Action.VERIFY, doc, "verifier_id", named)
+    refuse_disposed(doc)
     st = state()
     result = await ask(
         st.vault.verifier,
@@ -62,6 +63,12 @@ async def verify() -> Response:
         returns=Document,
     )
     return json_response(document_json(result))
+
+
+def refuse_disposed(doc: Document) -> None:
+    """410 ``DOCUMENT_DISPOSED`` for a tombstone (after 401, 422, 404 and 403; before 423)."""
+    if doc.is_disposed:
+        raise DocumentDisposed(doc.id)
 
 
 async def json_body() -> dict[str, Any]:
@@ -214,6 +221,7 @@ async def download(document_id: str) -> Response:
         raise InvalidExpiry(
             f"expires_in must be between 1 and {MAX_URL_EXPIRY_SECONDS} seconds"
         )
+    refuse_disposed(doc)
     await st.vault.freezes.check(doc.entity_id)
     issued = await st.vault.reads.download_url(
         doc, actor, expires_in=expires_in, correlation_id=correlation_id()
@@ -238,6 +246,7 @@ async def archive(document_id: str) -> Response:
     assert doc_id is not None
     doc = await state().vault.reads.document(doc_id)
     await authorize(actor, Action.ARCHIVE, doc, "archived_by", named)
+    refuse_disposed(doc)
     st = state()
     await st.vault.freezes.check(doc.entity_id)
     result = await ask(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from vault.config import Settings
 from vault.domain.models import Role
@@ -91,3 +94,13 @@ def upload_fields(
     ]
     fields.extend(extra.items())
     return fields
+
+
+@attrs.define
+class Clock:
+    """A clock ``ahead`` of the real one by what the test sets: time moved, not waited for."""
+
+    ahead: datetime.timedelta = datetime.timedelta(0)
+
+    def __call__(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC) + self.ahead

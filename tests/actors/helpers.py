@@ -291,10 +291,19 @@ def object_path(vault: Vault, storage_key: str) -> Path:
 
 
 def _files_under(root: Path) -> list[Path]:
-    """Every file under ``root`` but the embedded blob store's own lock file."""
+    """Every file under ``root`` but the embedded blob store's own lock file and its data
+    keys (one beside each object: ``test_blob_disposal`` and ``data_keys`` count them)."""
+    keys = root / "keys"
     return sorted(
-        path for path in root.rglob("*") if path.is_file() and path.name != MUTEX
+        path for path in root.rglob("*")
+        if path.is_file() and path.name != MUTEX and keys not in path.parents
     )
+
+
+def data_keys(vault: Vault) -> int:
+    """How many data keys the embedded blob store holds."""
+    folder = blob_root(vault) / "keys"
+    return sum(1 for p in folder.iterdir() if p.is_file()) if folder.exists() else 0
 
 
 async def files_under(root: Path) -> list[Path]:

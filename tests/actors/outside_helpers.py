@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from uuid import UUID
@@ -51,10 +52,11 @@ from vault_http.ledger import receipt_json
 @contextlib.asynccontextmanager
 async def running_vault(
     nursery: trio.Nursery, settings: Settings, *, log_mirror: S3LogMirror | None = None,
-    blobs: BlobStore | None = None,
+    blobs: BlobStore | None = None, clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[Vault]:
-    """Every actor on the service's backends for ``settings`` (with ``log_mirror`` or
-    ``blobs`` instead of what the settings make); stopped (and closed) after."""
+    """Every actor on the service's backends for ``settings`` (with ``log_mirror``,
+    ``blobs`` or the records' ``clock`` instead of what the settings make); stopped (and
+    closed) after."""
     from vault_http.serve import build_backends
 
     backends, _ = await trio.to_thread.run_sync(build_backends, settings)
@@ -62,6 +64,8 @@ async def running_vault(
         backends = attrs.evolve(backends, log_mirror=log_mirror)
     if blobs is not None:
         backends = attrs.evolve(backends, blobs=blobs)
+    if clock is not None:
+        backends = attrs.evolve(backends, clock=clock)
     assert isinstance(backends, Backends)
     running: Vault = await nursery.start(run_vault, backends, Sizing())
     try:

@@ -195,3 +195,32 @@ async def test_a_bucket_without_object_lock_fails_readiness_and_start_up(
     finally:
         await running.stop(5)
         await trio.to_thread.run_sync(backends.store.close)
+
+
+async def test_readiness_fails_while_the_buckets_versioning_is_suspended(
+    tmp_path: Path, nursery: trio.Nursery, aws_env: str
+) -> None:
+    """Versioning suspended: a write could take a locked object's place, and a disposition
+    could miss versions; readiness says so until it is enabled again."""
+    settings = test_settings(tmp_path / "data")
+    backends, _ = await trio.to_thread.run_sync(build_backends, settings)
+    client = s3_client(aws_env)
+    name = f"vault-plain-{uuid.uuid4().hex[:12]}"
+
+    def versioning(status: str) -> None:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+
+    await trio.to_thread.run_sync(lambda: client.create_bucket(Bucket=name))
+    await trio.to_thread.run_sync(versioning, "Enabled")
+    backends = attrs.evolve(backends, blobs=S3BlobStore(client, name, KMS_KEY_ID))
+    running: Vault = await nursery.start(run_vault, backends, Sizing())
+    try:
+        assert (await running.reads.readiness())["versioning"] == "ok"
+        await trio.to_thread.run_sync(versioning, "Suspended")
+        said = (await running.reads.readiness())["versioning"]
+        assert said == f"versioning is not enabled on the object store {name}"
+        await trio.to_thread.run_sync(versioning, "Enabled")
+        assert (await running.reads.readiness())["versioning"] == "ok"
+    finally:
+        await running.stop(5)
+        await trio.to_thread.run_sync(backends.store.close)

@@ -17,6 +17,7 @@ from tests.actors.helpers import (
     archive,
     begin_upload,
     blob_root,
+    data_keys,
     files_under,
     object_path,
     outbox,
@@ -223,6 +224,7 @@ class TestDuplicates:
         assert len(duplicates) == 7
         assert {d.existing_document_id for d in duplicates} == {stored[0].id}
         assert await files_under(blob_root(vault)) == [object_path(vault, stored[0].storage_key)]
+        assert data_keys(vault) == 1  # the refused uploads' keys went with their files
 
     async def test_an_archived_document_no_longer_counts_as_a_duplicate(self, vault: Vault) -> None:
         """Once the first copy is archived, the same bytes may be stored again."""

@@ -423,7 +423,8 @@ class TestResponsesMatch:
         response = await client.get("/readyz")
         body = await assert_documented(response, "GET", "/readyz", 200)
         assert body["checks"] == {
-            "database": "ok", "blob_store": "ok", "object_lock": "ok", "queues": "ok"
+            "database": "ok", "blob_store": "ok", "object_lock": "ok", "versioning": "ok",
+            "queues": "ok"
         }
 
     async def test_metrics(self, client: TestClientProtocol) -> None:

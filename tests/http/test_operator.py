@@ -143,7 +143,8 @@ class TestReadiness:
         assert response.status_code == 200
         assert await response.get_json() == {
             "status": "ok",
-            "checks": {"database": "ok", "blob_store": "ok", "object_lock": "ok", "queues": "ok"},
+            "checks": {"database": "ok", "blob_store": "ok", "object_lock": "ok",
+                       "versioning": "ok", "queues": "ok"},
         }
 
     async def test_unreachable_blob_store_is_503(

@@ -124,6 +124,7 @@ class TestRoundTrip:
 
         assert _object_files(tmp_path) == [_object(tmp_path)]
 
+
 class TestEncryptionAtRest:
     def test_ciphertext_does_not_contain_the_plaintext(
         self, store: LocalBlobStore, tmp_path: Path
@@ -140,14 +141,14 @@ class TestEncryptionAtRest:
     def test_same_plaintext_encrypts_differently_each_time(
         self, store: LocalBlobStore, tmp_path: Path
     ) -> None:
-        """A fresh salt per object makes two writes of one content differ on disk."""
+        """A fresh data key per object makes two writes of one content differ on disk."""
         other = "documents/" + str(uuid4())
         _put(store, KEY, b"same bytes")
         _put(store, other, b"same bytes")
 
         first = _object(tmp_path).read_bytes()
         second = _object(tmp_path, other).read_bytes()
-        assert first[:4] == second[:4] == b"DVB1"
+        assert first[:4] == second[:4] == b"DVB2"
         assert first[4:] != second[4:]
 
     def test_another_master_key_cannot_read(self, store: LocalBlobStore, tmp_path: Path) -> None:
@@ -471,7 +472,6 @@ class TestDelete:
 
         with pytest.raises(BlobStoreUnavailable):
             store.delete(KEY, None)
-
 
 
 class TestList:

@@ -11,8 +11,8 @@ gets a ``disposed`` leaf. Its certificate keeps what was destroyed (hashes,
 storage versions, policy versions), who proposed and approved it, when the
 holds were checked and when it ran.
 
-This module holds the rules; the store and the routes that run them come
-with the rest of disposition.
+This module holds the rules and the certificate's shape; the SQL store
+(``vault.adapters.stores.dispositions``) runs them in its transactions.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from uuid import UUID
 import attrs
 
 from vault.domain.errors import Forbidden, InvalidRequest, VaultError
-from vault.domain.models import Actor
+from vault.domain.locks import StoredVersion
+from vault.domain.models import Actor, Document
 from vault.domain.retention import DocumentRetention
 from vault.domain.validation import required_text, uuid_list
 
@@ -37,6 +38,9 @@ MAX_REASON_CHARS = 2000
 class DispositionStatus(enum.StrEnum):
     PROPOSED = "proposed"
     APPROVED = "approved"
+    EXECUTING = "executing"
+    """Its plan (every stored version of each object) is recorded and the bytes are being
+    destroyed; executing it again finishes the job."""
     EXECUTED = "executed"
 
 
@@ -111,9 +115,98 @@ def check_approval(status: DispositionStatus, proposed_by: UUID | None, approver
 
 
 def check_execution(status: DispositionStatus) -> None:
-    if status is not DispositionStatus.APPROVED:
+    """Approved, or executing (an execution cut short is finished by the next)."""
+    if status not in (DispositionStatus.APPROVED, DispositionStatus.EXECUTING):
         raise DispositionOutOfTurn(
             f"a disposition {status.value} cannot be executed: it must be approved first"
             if status is DispositionStatus.PROPOSED
             else "the disposition was executed already"
         )
+
+
+def blocked_at_execution(
+    doc: Document, retention: DocumentRetention | None, holds: Sequence[UUID],
+    pending: Sequence[UUID], now: datetime,
+) -> list[str]:
+    """``blocked_by`` plus what only a disposition meets: ``disposed`` (a tombstone
+    already) and ``disposition:<id>`` for each other disposition not yet executed that
+    names the document."""
+    blocked = ["disposed"] if doc.is_disposed else []
+    blocked.extend(blocked_by(retention, holds, now))
+    blocked.extend(f"disposition:{other}" for other in pending)
+    return blocked
+
+
+@attrs.frozen
+class DisposedVersion:
+    """One stored version a disposition planned to destroy (and destroyed, once executed)."""
+
+    version_id: str | None
+    delete_marker: bool
+
+    @classmethod
+    def of(cls, version: StoredVersion) -> DisposedVersion:
+        return cls(version.version_id, version.delete_marker)
+
+
+@attrs.frozen
+class DispositionItem:
+    """One document of a disposition, as the certificate keeps it."""
+
+    document_id: UUID
+    entity_id: UUID
+    entity_type: str
+    document_type: str
+    filename: str
+    sha256_hash: str
+    size_bytes: int
+    storage_bucket: str
+    storage_key: str
+    policy_version: int | None
+    """The retention policy version that kept it (None: uploaded under no policy)."""
+    retention_mode: str | None
+    retain_until: datetime | None
+    storage_versions: tuple[DisposedVersion, ...] | None
+    """Every stored version of its object, recorded before any is deleted (None: not
+    executed yet)."""
+    leaf_hash: str | None
+    """Hex hash of its ``disposed`` leaf (None: not executed yet)."""
+    ledger_index: int | None
+    """Where that leaf sits in the log (None until the ledger integrates it)."""
+
+
+@attrs.frozen
+class Disposition:
+    """A disposition and, once executed, its certificate of destruction."""
+
+    disposition_id: UUID
+    status: DispositionStatus
+    reason: str
+    proposed_by: UUID | None
+    proposed_role: str
+    proposed_at: datetime
+    approved_by: UUID | None
+    approved_role: str | None
+    approved_at: datetime | None
+    holds_checked_at: datetime | None
+    """When retention and holds were last checked, in the transaction that executed it."""
+    executed_by: UUID | None
+    executed_role: str | None
+    executed_at: datetime | None
+    items: tuple[DispositionItem, ...]
+
+
+@attrs.frozen
+class EligibleDocument:
+    """``GET /api/v1/dispositions/eligible``: a document past its ``retain_until``, no hold."""
+
+    document_id: UUID
+    entity_id: UUID
+    entity_type: str
+    document_type: str
+    sha256_hash: str
+    status: str
+    policy_version: int
+    retention_mode: str
+    retain_until: datetime
+    on_expiry: str

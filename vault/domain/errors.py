@@ -11,6 +11,7 @@ catches psycopg, sqlite3 or botocore exceptions.
     │   └── InvalidToken             a bearer token was sent and failed a check
     ├── InvalidRequest (ValueError)  422 VALIDATION_ERROR
     ├── DocumentNotFound (LookupError) 404 DOCUMENT_NOT_FOUND
+    ├── DocumentDisposed             410 DOCUMENT_DISPOSED (a tombstone: its bytes are gone)
     ├── Forbidden (PermissionError)  403 UNAUTHORIZED_ACCESS
     ├── EmptyFile (ValueError)       400 EMPTY_FILE
     ├── InvalidFileType (ValueError) 400 INVALID_FILE_TYPE
@@ -97,6 +98,19 @@ class DocumentNotFound(VaultError, LookupError):
     def __init__(self, document_id: UUID) -> None:
         self.document_id = document_id
         super().__init__(f"Document {document_id} not found")
+
+
+class DocumentDisposed(VaultError):
+    """The document was disposed of: its row stays as a tombstone, its bytes are destroyed,
+    so it can no longer be downloaded, verified or changed."""
+
+    status = 410
+    error_code = "DOCUMENT_DISPOSED"
+    title = "Document Disposed"
+
+    def __init__(self, document_id: UUID) -> None:
+        self.document_id = document_id
+        super().__init__(f"Document {document_id} was disposed of; only its record remains")
 
 
 class LedgerNotFound(VaultError, LookupError):

@@ -51,7 +51,7 @@ class OutboxRow:
 
 
 def document_event(kind: str, doc: Document, at: datetime) -> OutboxEvent:
-    """``document.uploaded|verified|archived`` for SQS consumers."""
+    """``document.uploaded|verified|archived|disposed`` for SQS consumers."""
     payload: dict[str, Any] = {
         "document_id": str(doc.id),
         "entity_type": doc.entity_type.value,
@@ -242,6 +242,26 @@ def archive_events(
     return [
         document_event("document.archived", doc, at),
         audit_event("document.archived", actor, doc.id, details, correlation_id, at),
+    ]
+
+
+def disposal_events(
+    doc: Document,
+    actor: Actor,
+    disposition_id: UUID,
+    reason: str,
+    details: dict[str, Any],
+    correlation_id: str | None,
+    at: datetime,
+) -> list[OutboxEvent]:
+    """``document.disposed``: its bytes destroyed by ``disposition_id``, its row a tombstone."""
+    announced = document_event("document.disposed", doc, at)
+    announced.body["payload"]["disposition_id"] = str(disposition_id)
+    audited = {"disposition_id": str(disposition_id), "reason": reason,
+               "filename": doc.filename, "sha256_hash": doc.sha256_hash, **details}
+    return [
+        announced,
+        audit_event("document.disposed", actor, doc.id, audited, correlation_id, at),
     ]
 
 

@@ -11,7 +11,10 @@ status and gains only who verified it and when.
 
 *Archiving* is a soft delete and idempotent: archiving an archived
 document changes nothing (``archived`` answers None), so nothing new is
-announced.
+announced; a disposed document counts as archived.
+
+*Disposal* (``disposed``) leaves the row as a tombstone once a disposition
+destroyed its bytes; a tombstone is never verified again (``DocumentDisposed``).
 
 The stores apply these inside their transactions; the actors gather what
 they need (bytes, rows, the log's evidence) and never decide themselves.
@@ -25,6 +28,7 @@ from uuid import UUID
 import attrs
 
 from vault.domain.checkpoint import open_checkpoint
+from vault.domain.errors import DocumentDisposed
 from vault.domain.leaf import Leaf, LeafKind, MalformedLeaf
 from vault.domain.ledger import entry_is_consistent
 from vault.domain.log import SignedCheckpoint, StoredLeaf, reference_of
@@ -174,6 +178,8 @@ def verified(
     """
     if status not in (DocumentStatus.VERIFIED, DocumentStatus.MISMATCH):
         raise ValueError(f"a verification ends verified or mismatch, not {status}")
+    if doc.is_disposed:
+        raise DocumentDisposed(doc.id)  # disposed while its bytes were being read
     return attrs.evolve(
         doc,
         status=DocumentStatus.ARCHIVED if doc.is_archived else status,
@@ -184,7 +190,10 @@ def verified(
 
 
 def archived(doc: Document, archived_by: UUID | None, at: datetime) -> Document | None:
-    """``doc`` once archived at ``at``; None when it already was (nothing to change)."""
+    """``doc`` once archived at ``at``; None when it already was (nothing to change).
+    A tombstone is ``DocumentDisposed``."""
+    if doc.is_disposed:
+        raise DocumentDisposed(doc.id)
     if doc.is_archived:
         return None
     return attrs.evolve(
@@ -192,5 +201,17 @@ def archived(doc: Document, archived_by: UUID | None, at: datetime) -> Document 
         status=DocumentStatus.ARCHIVED,
         archived_by=archived_by,
         archived_at=at,
+        updated_at=at,
+    )
+
+
+def disposed(doc: Document, at: datetime) -> Document:
+    """``doc`` as its tombstone, once a disposition destroyed its bytes at ``at``."""
+    if doc.is_disposed:
+        raise DocumentDisposed(doc.id)
+    return attrs.evolve(
+        doc,
+        status=DocumentStatus.DISPOSED,
+        archived_at=doc.archived_at or at,
         updated_at=at,
     )

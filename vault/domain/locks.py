@@ -20,7 +20,7 @@ import attrs
 
 from vault.domain.errors import VaultError
 
-__all__ = ["LockMode", "ObjectLock", "Retention", "StorageLocked", "stronger"]
+__all__ = ["LockMode", "ObjectLock", "Retention", "StorageLocked", "StoredVersion", "stronger"]
 
 
 class LockMode(enum.StrEnum):
@@ -87,6 +87,18 @@ def stronger(current: Retention | None, asked: Retention) -> Retention:
         LockMode.COMPLIANCE if compliance else LockMode.GOVERNANCE,
         max(current.retain_until, asked.retain_until),
     )
+
+
+@attrs.frozen
+class StoredVersion:
+    """One stored version of an object, as the storage lists it (and ``destroy`` deletes)."""
+
+    version_id: str | None
+    """S3's version id; None on the local store, which keeps one version a key."""
+    delete_marker: bool
+    """An S3 delete marker: no bytes, no lock, but a version all the same."""
+    lock: ObjectLock
+    """Its retention and legal hold (``ObjectLock.unlocked`` for a delete marker)."""
 
 
 class StorageLocked(VaultError):

@@ -32,6 +32,8 @@ class DocumentStatus(enum.StrEnum):
     VERIFIED = "verified"
     MISMATCH = "mismatch"
     ARCHIVED = "archived"
+    DISPOSED = "disposed"
+    """A tombstone: the bytes were destroyed by a disposition; the record stays."""
 
 
 class Role(enum.StrEnum):
@@ -97,7 +99,12 @@ class Document:
 
     @property
     def is_archived(self) -> bool:
-        return self.status is DocumentStatus.ARCHIVED
+        """Archived or, beyond that, disposed of: no longer live."""
+        return self.status in (DocumentStatus.ARCHIVED, DocumentStatus.DISPOSED)
+
+    @property
+    def is_disposed(self) -> bool:
+        return self.status is DocumentStatus.DISPOSED
 
 
 @attrs.frozen

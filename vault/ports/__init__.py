@@ -18,7 +18,7 @@ from uuid import UUID
 import attrs
 
 from vault.domain.events import Destination, OutboxEvent, OutboxRow
-from vault.domain.locks import ObjectLock, Retention
+from vault.domain.locks import ObjectLock, Retention, StoredVersion
 from vault.domain.log import Integration, SignedCheckpoint, StoredLeaf, TileKey, TreeHead
 from vault.domain.models import Document, DocumentStatus, EntityType, LedgerEntry
 from vault.ports.outside import OutsideStore as OutsideStore
@@ -335,6 +335,34 @@ class BlobStore(Protocol):
         Deleting what is not there is not an error. An object (the version,
         or with None the current object) whose ``lock_state`` blocks deletion
         now is refused with ``StorageLocked`` and stays as it is.
+        """
+
+    def versioning_enabled(self) -> bool:
+        """Whether every overwrite or delete keeps the earlier version.
+
+        S3: ``GetBucketVersioning`` answers ``Status: Enabled`` (Object Lock
+        needs it, and a suspended bucket would let a new ``null`` version
+        replace a locked one's place). The local store never replaces a
+        locked object, so it answers True. ``BlobStoreUnavailable`` when the
+        store cannot be asked.
+        """
+
+    def stored_versions(self, key: str) -> list[StoredVersion]:
+        """Every stored version of ``key`` with its lock, newest first; ``[]`` when none.
+
+        S3: every version and delete marker whose key is exactly ``key``
+        (``ListObjectVersions``, all pages). Local: the one file, if present.
+        """
+
+    def destroy(self, key: str) -> list[StoredVersion]:
+        """Delete every stored version of ``key`` and what makes it readable.
+
+        Every version's lock is checked before anything is deleted: if one
+        blocks deletion now, ``StorageLocked`` and nothing is deleted. S3:
+        each version and delete marker by its version id (never a governance
+        bypass). Local: the file, its data key (so a copy of the file left
+        elsewhere cannot be decrypted) and its lock record. Returns what was
+        deleted; nothing there is ``[]``, so a repeated destroy is harmless.
         """
 
     def list_objects(

@@ -1,17 +1,26 @@
 """The store's side of records management: retention policies, documents' retention,
-legal holds. ``MetadataStore`` (``vault.ports``) includes it."""
+legal holds, dispositions. ``MetadataStore`` (``vault.ports``) includes it."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
+from vault.domain.disposition import (
+    Disposition,
+    DispositionStatus,
+    EligibleDocument,
+    Proposal,
+)
 from vault.domain.holds import HoldStatus, ItemChange, LegalHold, NewHold
 from vault.domain.locks import LockTask, ObjectLock
 from vault.domain.models import Actor, DocumentType
 from vault.domain.retention import DocumentRetention, PolicyRequest, RetentionPolicy
 from vault.ports.pages import PageCursor
+
+if TYPE_CHECKING:
+    from vault.ports import BlobStore
 
 
 class RecordsStore(Protocol):
@@ -66,3 +75,35 @@ class RecordsStore(Protocol):
 
     def storage_lock_backlog(self) -> tuple[int, datetime | None]:
         """Documents queued, and the oldest queued time."""
+
+    def propose_disposition(
+        self, proposal: Proposal, *, actor: Actor, correlation_id: str | None, at: datetime
+    ) -> Disposition:
+        """A proposed disposition (``DocumentNotFound``; ``NotDisposable`` for documents that
+        retention, a hold or another pending disposition keeps)."""
+
+    def approve_disposition(
+        self, disposition_id: UUID, *, actor: Actor, correlation_id: str | None, at: datetime
+    ) -> Disposition:
+        """Approved (``DispositionNotFound``, ``DispositionOutOfTurn``, ``Forbidden`` for
+        the proposer)."""
+
+    def execute_disposition(
+        self, disposition_id: UUID, blobs: BlobStore, *, actor: Actor,
+        correlation_id: str | None, at: datetime,
+    ) -> Disposition:
+        """Check again, destroy every stored version, leave tombstones with their leaves and
+        events (``DispositionOutOfTurn``, ``NotDisposable``, ``StorageLocked``: then no
+        document is marked disposed). Blocks on ``blobs`` inside its transaction."""
+
+    def get_disposition(self, disposition_id: UUID) -> Disposition: ...
+
+    def list_dispositions(
+        self, *, status: DispositionStatus | None, limit: int, after: PageCursor | None
+    ) -> list[Disposition]:
+        """Newest proposed first, after the ``(proposed_at, disposition_id)`` cursor."""
+
+    def eligible_for_disposition(
+        self, now: datetime, *, limit: int, after: tuple[datetime, UUID] | None
+    ) -> list[EligibleDocument]:
+        """Documents past ``retain_until`` that no active hold covers, soonest expired first."""

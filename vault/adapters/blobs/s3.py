@@ -43,7 +43,8 @@ bucket without Object Lock they are ``BlobStoreUnavailable`` saying so.
 ``delete`` maps the ``AccessDenied`` S3 answers for a locked version to
 ``StorageLocked`` (after checking the version is locked), and checks the
 current version itself before adding a delete marker (S3 would accept the
-marker, leaving the locked version as a noncurrent one).
+marker, leaving the locked version as a noncurrent one). Listing and
+destroying every version of a key is ``s3_versions.py``.
 
 Presigned URLs are SigV4 (``X-Amz-Signature``); the client must be built
 with ``Config(signature_version="s3v4")``, because botocore otherwise signs
@@ -67,6 +68,7 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
+from vault.adapters.blobs import s3_versions
 from vault.adapters.blobs.naming import check_key, check_page_size, check_prefix
 from vault.adapters.blobs.s3_writer import (
     MiB,
@@ -77,7 +79,14 @@ from vault.adapters.blobs.s3_writer import (
     whole_seconds,
 )
 from vault.domain.errors import BlobStoreUnavailable, BlobUnreadable
-from vault.domain.locks import LockMode, ObjectLock, Retention, StorageLocked, stronger
+from vault.domain.locks import (
+    LockMode,
+    ObjectLock,
+    Retention,
+    StorageLocked,
+    StoredVersion,
+    stronger,
+)
 from vault.domain.models import utcnow
 from vault.domain.validation import content_disposition
 from vault.ports import LIST_PAGE_SIZE, StoredObject
@@ -87,9 +96,7 @@ log = structlog.get_logger("vault.blobs")
 READ_CHUNK = 1 * MiB
 
 # Error codes that mean "this object (version) is not there", on GetObject.
-_MISSING_CODES = frozenset(
-    {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"}
-)
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"})
 # Codes that mean the bucket itself is gone: a store problem, never one blob's.
 _NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
 # What a body that ends early or does not match its checksum raises. botocore
@@ -245,6 +252,17 @@ class S3BlobStore:
             held = "a legal hold" if lock.legal_hold else f"retention until {lock.retain_until}"
             raise StorageLocked(f"cannot delete {where}: it is under {held}")
 
+    def versioning_enabled(self) -> bool:
+        return s3_versions.versioning_enabled(self._client, self.bucket)
+
+    def stored_versions(self, key: str) -> list[StoredVersion]:
+        check_key(key)
+        return s3_versions.stored_versions(self._client, self.bucket, key, self.lock_state)
+
+    def destroy(self, key: str) -> list[StoredVersion]:
+        check_key(key)
+        return s3_versions.destroy(self._client, self.bucket, key, self.lock_state)
+
     def list_objects(
         self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
     ) -> Generator[list[StoredObject], None, None]:
@@ -323,9 +341,7 @@ def ensure_bucket(client: Any, bucket: str) -> None:
     except BotoCoreError as exc:
         raise BlobStoreUnavailable(f"S3 bucket {bucket} is not reachable: {exc}") from exc
     try:
-        client.put_bucket_versioning(
-            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
-        )
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     except (BotoCoreError, ClientError) as exc:
         raise BlobStoreUnavailable(f"cannot enable versioning on {bucket}: {exc}") from exc
 

@@ -45,6 +45,7 @@ from typing import Final
 import attrs
 
 from vault.adapters.stores import queries as q
+from vault.adapters.stores.dispositions import SqlDispositions
 from vault.adapters.stores.freezes import freeze_for_mismatch
 from vault.adapters.stores.incidents import join_incident
 from vault.adapters.stores.ledger import insert_leaves
@@ -58,7 +59,6 @@ from vault.adapters.stores.rows import (
     ledger_entry_from_row,
 )
 from vault.adapters.stores.sql import Dialect, Session, chunks
-from vault.adapters.stores.storage_locks import SqlStorageLocks
 from vault.domain import lifecycle
 from vault.domain.errors import DocumentNotFound, DuplicateDocument, StoreUnavailable
 from vault.domain.incidents import with_incident
@@ -73,7 +73,7 @@ CLAIM_ATTEMPTS: Final = 3
 between the conflict and the look-up."""
 
 
-class SqlMetadataStore(SqlStorageLocks):
+class SqlMetadataStore(SqlDispositions):
     """The shared half of every SQL ``MetadataStore``; a dialect subclass completes it."""
 
     dialect: Dialect

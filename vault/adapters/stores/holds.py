@@ -76,11 +76,17 @@ HOLDS_OF = Q(
 class SqlHolds(SqlRetention):
     """Legal holds of every SQL ``MetadataStore``."""
 
+    def _lock_records(self, db: Session) -> None:
+        """Serialise what decides whether a document may be destroyed: placing a hold or
+        adding to one, proposing and executing a disposition (a dialect's hook; SQLite:
+        nothing, its write lock already does)."""
+
     def create_hold(
         self, new: NewHold, *, actor: Actor, correlation_id: str | None, at: datetime
     ) -> LegalHold:
         hold_id = uuid.uuid4()
         with self._transaction("create_hold") as db:
+            self._lock_records(db)
             _require_documents(db, new.document_ids)
             db.execute(HOLD_INSERT, id=hold_id, name=new.name, matter=new.matter,
                        reason=new.reason, custodian=new.custodian, at=at, by=actor.id)
@@ -98,6 +104,8 @@ class SqlHolds(SqlRetention):
         correlation_id: str | None, at: datetime,
     ) -> LegalHold:
         with self._transaction("change_hold_items") as db:
+            if add:
+                self._lock_records(db)
             hold = _locked_active(db, hold_id)
             if add:
                 _require_documents(db, change.document_ids)
@@ -150,8 +158,13 @@ class SqlHolds(SqlRetention):
     def holds_of(self, document_id: uuid.UUID, entity_id: uuid.UUID) -> list[uuid.UUID]:
         """The active holds covering the document (by its id or its entity's), oldest first."""
         with self._reading("holds_of") as db:
-            return [as_uuid(row["hold_id"])
-                    for row in db.all(HOLDS_OF, document_id=document_id, entity_id=entity_id)]
+            return active_holds(db, document_id, entity_id)
+
+
+def active_holds(db: Session, document_id: uuid.UUID, entity_id: uuid.UUID) -> list[uuid.UUID]:
+    """The active holds covering the document, inside the caller's transaction."""
+    return [as_uuid(row["hold_id"])
+            for row in db.all(HOLDS_OF, document_id=document_id, entity_id=entity_id)]
 
 
 def _require_documents(db: Session, document_ids: Sequence[uuid.UUID]) -> None:

@@ -23,13 +23,15 @@ from vault.domain.integrity import Coverage, period_cutoff
 SWEEP_NEVER = Q(
     "SELECT d.id AS id FROM documents d"
     " LEFT JOIN integrity_sweep_claims c ON c.document_id = d.id"
-    " WHERE d.hash_verified_at IS NULL AND (c.leased_until IS NULL OR c.leased_until <= $now)"
+    " WHERE d.hash_verified_at IS NULL AND d.status <> 'disposed'"
+    " AND (c.leased_until IS NULL OR c.leased_until <= $now)"
     " ORDER BY d.created_at, d.id LIMIT $limit"
 )
 SWEEP_OLDEST = Q(
     "SELECT d.id AS id FROM documents d"
     " LEFT JOIN integrity_sweep_claims c ON c.document_id = d.id"
-    " WHERE d.hash_verified_at < $cutoff AND (c.leased_until IS NULL OR c.leased_until <= $now)"
+    " WHERE d.hash_verified_at < $cutoff AND d.status <> 'disposed'"
+    " AND (c.leased_until IS NULL OR c.leased_until <= $now)"
     " ORDER BY d.hash_verified_at, d.id LIMIT $limit"
 )
 CANDIDATES_PER_CLAIM = 8
@@ -55,7 +57,7 @@ COVERAGE = Q(
     " coalesce(sum(CASE WHEN hash_verified_at IS NULL THEN 1 ELSE 0 END), 0) AS never,"
     " coalesce(sum(CASE WHEN status = 'mismatch' THEN 1 ELSE 0 END), 0) AS mismatched,"
     " min(hash_verified_at) AS oldest"
-    " FROM documents"
+    " FROM documents WHERE status <> 'disposed'"  # a tombstone has nothing left to verify
 )
 
 

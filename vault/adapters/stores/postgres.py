@@ -37,6 +37,10 @@ explicit transaction (READ COMMITTED) that rolls back on any error.
   ``CASCADE_LOCK_CLASS``) and check ``processed_events`` after it is held,
   so two deliveries never archive one document twice and only one writes
   the row;
+- placing or adding to a legal hold and proposing or executing a
+  disposition take one advisory lock (``_lock_records``, class
+  ``RECORDS_LOCK_CLASS``), so a hold never lands between a disposition's
+  check and its destruction;
 - a document a transaction changes is read ``FOR UPDATE``;
 - ``migrate`` runs under an advisory lock of its own.
 
@@ -81,6 +85,9 @@ CASCADE_LOCK_CLASS: Final = int.from_bytes(b"vEVT", "big")
 
 RETENTION_LOCK_CLASS: Final = int.from_bytes(b"vRET", "big")
 """With a hash of the document type: writers of one type's policy versions, one at a time."""
+
+RECORDS_LOCK_CLASS: Final = int.from_bytes(b"vREC", "big")
+"""With key 0: holds placed or added to, dispositions proposed and executed, one at a time."""
 
 CASCADE_LOCK = Q("SELECT pg_advisory_xact_lock($lock_class, $key)")
 
@@ -205,6 +212,9 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     def _lock_cascade(self, db: Session, event_id: str) -> None:
         db.execute(CASCADE_LOCK, lock_class=CASCADE_LOCK_CLASS, key=_cascade_lock_key(event_id))
+
+    def _lock_records(self, db: Session) -> None:
+        db.execute(CASCADE_LOCK, lock_class=RECORDS_LOCK_CLASS, key=0)
 
     def _lock_policy_type(self, db: Session, document_type: DocumentType) -> None:
         # The first version has no row to lock FOR UPDATE: an advisory lock covers it.

@@ -33,10 +33,15 @@ from typing import Final
 import psycopg
 from psycopg.rows import DictRow
 
-from vault.adapters.stores import integrity_schema, outside_schema, retention_schema
+from vault.adapters.stores import (
+    disposition_schema,
+    integrity_schema,
+    outside_schema,
+    retention_schema,
+)
 from vault.domain.log import FULL_TILE_BYTES
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 MIGRATE_LOCK_KEY: Final = int.from_bytes(b"vaultMIG", "big")
 """Advisory lock key (bigint, database-wide): the ASCII of a short name."""
@@ -313,7 +318,7 @@ def migrate(cur: psycopg.Cursor[DictRow]) -> bool:
     _convert_enum_columns(cur)
     _widen_size_bytes(cur)
     for statement in (*_SERVICE_SCHEMA, *outside_schema.POSTGRES, *integrity_schema.POSTGRES,
-                      *retention_schema.POSTGRES):
+                      *retention_schema.POSTGRES, *disposition_schema.POSTGRES):
         cur.execute(statement)
     applied: dict[int, bool] = {}
     for version in range(1, SCHEMA_VERSION + 1):

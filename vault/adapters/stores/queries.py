@@ -28,7 +28,8 @@ PRESENT = Q("SELECT id FROM documents WHERE id IN ($*ids)")
 # 1,000 documents an entity, growing with it).
 LIVE_TWINS = Q(
     "SELECT id, created_at FROM documents"
-    " WHERE entity_id = $entity_id AND sha256_hash = $sha256_hash AND status <> 'archived'"
+    " WHERE entity_id = $entity_id AND sha256_hash = $sha256_hash"
+    " AND status NOT IN ('archived', 'disposed')"
 )
 
 # At most one live document per (entity, content). Against an uncommitted
@@ -44,6 +45,7 @@ CLAIM_HOLDER = Q(
     " WHERE entity_id = $entity_id AND sha256_hash = $sha256_hash"
 )
 CLAIM_RELEASE = Q("DELETE FROM document_hash_claims WHERE document_id = $document_id")
+# "Live" below means neither archived nor disposed (a disposed document is a tombstone).
 
 _LEDGER = ", ".join(LEDGER_COLUMNS)
 # The hash chain of the release before the log, read to check the
@@ -66,13 +68,13 @@ ARCHIVE_BATCH = Q(
     "UPDATE documents SET status = 'archived', archived_by = NULL,"
     " archived_at = $at, updated_at = $at"
     " WHERE id IN (SELECT id FROM documents"
-    "   WHERE entity_id = $entity_id AND status <> 'archived'"
+    "   WHERE entity_id = $entity_id AND status NOT IN ('archived', 'disposed')"
     "   ORDER BY created_at, id LIMIT $limit{for_update})"
-    f" AND status <> 'archived' RETURNING {_DOCUMENTS}"
+    f" AND status NOT IN ('archived', 'disposed') RETURNING {_DOCUMENTS}"
 )
 LIVE_LEFT = Q(
     "SELECT 1 AS live FROM documents"
-    " WHERE entity_id = $entity_id AND status <> 'archived' LIMIT 1"
+    " WHERE entity_id = $entity_id AND status NOT IN ('archived', 'disposed') LIMIT 1"
 )
 PROCESSED = Q("SELECT 1 AS seen FROM processed_events WHERE event_id = $event_id")
 MARK_PROCESSED = Q(
@@ -155,7 +157,7 @@ def page_query(by_type: bool, include_archived: bool, after: bool) -> Q:
     if by_type:
         clauses.append("entity_type = $entity_type")
     if not include_archived:
-        clauses.append("status <> 'archived'")
+        clauses.append("status NOT IN ('archived', 'disposed')")
     if after:
         clauses.append("(created_at, id) < ($after_created_at, $after_id)")
     return Q(

@@ -138,7 +138,7 @@ class SqlRetention(SqlFreezes):
     def document_retention(self, document_id: uuid.UUID) -> DocumentRetention | None:
         with self._reading("document_retention") as db:
             row = db.one(RETENTION_OF, id=document_id)
-        return None if row is None else _retention(row)
+        return None if row is None else retention_from_row(row)
 
 
 def _lengthen_existing(db: Session, policy: RetentionPolicy, at: datetime) -> int:
@@ -148,7 +148,7 @@ def _lengthen_existing(db: Session, policy: RetentionPolicy, at: datetime) -> in
     while rows := db.all(RETENTION_OF_TYPE, type=policy.document_type.value, after=after,
                          limit=LENGTHEN_PAGE):
         for row in rows:
-            held = _retention(row)
+            held = retention_from_row(row)
             until = lengthened(held.retain_until, held.uploaded_at, policy)
             mode = RetentionMode.COMPLIANCE if RetentionMode.COMPLIANCE in (
                 held.mode, policy.mode) else RetentionMode.GOVERNANCE
@@ -157,7 +157,7 @@ def _lengthen_existing(db: Session, policy: RetentionPolicy, at: datetime) -> in
                            mode=mode.value, until=until, at=at)
                 enqueue_documents(db, [held.document_id], at)
                 moved += 1
-        after = _retention(rows[-1]).document_id
+        after = retention_from_row(rows[-1]).document_id
     return moved
 
 
@@ -170,7 +170,8 @@ def _policy(row: Row) -> RetentionPolicy:
     )
 
 
-def _retention(row: Row) -> DocumentRetention:
+def retention_from_row(row: Row) -> DocumentRetention:
+    """A ``RETENTION_OF`` row as the domain's ``DocumentRetention``."""
     return DocumentRetention(
         document_id=uuid.UUID(str(row["document_id"])),
         document_type=DocumentType(row["document_type"]),

@@ -193,7 +193,8 @@ _PG_FUNCTIONS = (
 )
 
 
-def _pg_trigger(table: str, name: str, when: str, function: str) -> str:
+def pg_trigger(table: str, name: str, when: str, function: str) -> str:
+    """A PostgreSQL trigger, created once (PostgreSQL has no CREATE TRIGGER IF NOT EXISTS)."""
     return f"""
     DO $$
     BEGIN
@@ -210,18 +211,18 @@ def _pg_trigger(table: str, name: str, when: str, function: str) -> str:
 
 
 _PG_TRIGGERS = (
-    _pg_trigger("documents", "documents_kept_while_retained", "BEFORE DELETE",
+    pg_trigger("documents", "documents_kept_while_retained", "BEFORE DELETE",
                 "vault_documents_retention_guard"),
-    _pg_trigger("document_retention", "document_retention_guard", "BEFORE UPDATE OR DELETE",
+    pg_trigger("document_retention", "document_retention_guard", "BEFORE UPDATE OR DELETE",
                 "vault_document_retention_guard"),
-    _pg_trigger("retention_policies", "retention_policies_guard", "BEFORE UPDATE OR DELETE",
+    pg_trigger("retention_policies", "retention_policies_guard", "BEFORE UPDATE OR DELETE",
                 "vault_retention_policies_guard"),
     *(
-        _pg_trigger(table, f"{table}_no_delete", "BEFORE DELETE", "vault_never_deleted")
+        pg_trigger(table, f"{table}_no_delete", "BEFORE DELETE", "vault_never_deleted")
         for table in ("legal_holds", "legal_hold_items")
     ),
     *(
-        _pg_trigger(table, f"{table}_no_truncate", "BEFORE TRUNCATE", "vault_never_deleted")
+        pg_trigger(table, f"{table}_no_truncate", "BEFORE TRUNCATE", "vault_never_deleted")
         for table in ("documents", "retention_policies", "document_retention", "legal_holds",
                       "legal_hold_items")
     ),

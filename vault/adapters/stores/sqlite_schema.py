@@ -17,10 +17,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from vault.adapters.stores import integrity_schema, outside_schema, retention_schema
+from vault.adapters.stores import (
+    disposition_schema,
+    integrity_schema,
+    outside_schema,
+    retention_schema,
+)
 from vault.domain.log import FULL_TILE_BYTES
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 NOW_TEXT: Final = "(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'))"
 
@@ -263,4 +268,5 @@ SCHEMA: Final[tuple[str, ...]] = (
     *outside_schema.SQLITE,
     *integrity_schema.SQLITE,
     *retention_schema.SQLITE,
+    *disposition_schema.SQLITE,
 )
