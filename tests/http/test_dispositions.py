@@ -179,6 +179,11 @@ class TestLifecycle:
         assert refused["blocked"] == {doc["id"]: [f"hold:{held['hold_id']}"]}
         await send(client, "POST", f"{API}/legal-holds/{held['hold_id']}/release",
                    {"reason": "matter closed"}, OFFICER)
+
+        async def unflagged() -> bool:  # until then the storage itself refuses (STORAGE_LOCKED)
+            return (await retention(client, doc["id"]))["storage"]["legal_hold"] is False
+
+        await eventually(unflagged, "the keeper to lift the object's legal hold")
         made = await proposed(client, doc["id"])
         await step(client, made["disposition_id"], "approve")
         done = await assert_documented(await step(client, made["disposition_id"], "execute"),
