@@ -69,6 +69,7 @@ from vault.domain.leaf import LeafKind
 from vault.domain.locks import StorageLocked, StoredVersion
 from vault.domain.log import PendingLeaf, leaf_for
 from vault.domain.models import Actor, Document
+from vault.domain.retention import DocumentRetention
 from vault.ports import BlobStore
 from vault.ports.pages import PageCursor
 
@@ -167,12 +168,11 @@ class SqlDispositions(SqlStorageLocks):
         with self._transaction("propose_disposition") as db:
             self._lock_records(db)
             docs = [_document(db, d) for d in proposal.document_ids]
-            _require_disposable(db, disposition_id, docs, at)
+            kept_by = _require_disposable(db, disposition_id, docs, at)
             db.execute(INSERT, id=disposition_id, reason=proposal.reason, at=at, by=actor.id,
                        role=_role(actor))
             for position, doc in enumerate(docs):
-                retention = db.one(RETENTION_OF, id=doc.id)
-                kept = None if retention is None else retention_from_row(retention)
+                kept = kept_by[doc.id]
                 db.execute(
                     ITEM_INSERT, id=disposition_id, document_id=doc.id, position=position,
                     entity_id=doc.entity_id, entity_type=doc.entity_type.value,
@@ -196,7 +196,7 @@ class SqlDispositions(SqlStorageLocks):
         """Approved by ``actor``: ``DispositionOutOfTurn`` unless proposed, ``Forbidden``
         for its proposer."""
         with self._transaction("approve_disposition") as db:
-            current = _locked(db, disposition_id)
+            current = _load(db, disposition_id, for_update=True)
             check_approval(current.status, current.proposed_by, actor)
             db.execute(APPROVE, id=disposition_id, at=at, by=actor.id, role=_role(actor))
             insert_events(db, [_event("disposition.approved", disposition_id, actor, {
@@ -217,7 +217,7 @@ class SqlDispositions(SqlStorageLocks):
         """
         with self._transaction("plan_disposition") as db:
             self._lock_records(db)
-            current = _locked(db, disposition_id)
+            current = _load(db, disposition_id, for_update=True)
             check_execution(current.status)
             resumed = current.status is DispositionStatus.EXECUTING
             docs = [_document(db, i.document_id) for i in current.items]
@@ -246,7 +246,7 @@ class SqlDispositions(SqlStorageLocks):
     ) -> Disposition:
         with self._transaction("execute_disposition") as db:
             self._lock_records(db)
-            current = _locked(db, disposition_id)
+            current = _load(db, disposition_id, for_update=True)
             if current.status is not DispositionStatus.EXECUTING:
                 raise DispositionOutOfTurn("the disposition was executed already")
             docs = [_document(db, i.document_id) for i in current.items]
@@ -315,11 +315,14 @@ class SqlDispositions(SqlStorageLocks):
 
 def _require_disposable(
     db: Session, disposition_id: uuid.UUID, docs: Sequence[Document], at: datetime
-) -> None:
+) -> dict[uuid.UUID, DocumentRetention | None]:
+    """Each document's retention, once nothing keeps any of them (else ``NotDisposable``
+    naming what keeps each)."""
     blocked: dict[uuid.UUID, list[str]] = {}
+    kept_by: dict[uuid.UUID, DocumentRetention | None] = {}
     for doc in docs:
         row = db.one(RETENTION_OF, id=doc.id)
-        retention = None if row is None else retention_from_row(row)
+        retention = kept_by[doc.id] = None if row is None else retention_from_row(row)
         holds = active_holds(db, doc.id, doc.entity_id)
         pending = [as_uuid(r["disposition_id"])
                    for r in db.all(PENDING_FOR, document_id=doc.id, id=disposition_id)]
@@ -328,6 +331,7 @@ def _require_disposable(
             blocked[doc.id] = reasons
     if blocked:
         raise NotDisposable(blocked)
+    return kept_by
 
 
 def _refuse_locked(doc: Document, versions: Sequence[StoredVersion], at: datetime) -> None:
@@ -369,15 +373,8 @@ def _document(db: Session, document_id: uuid.UUID) -> Document:
     return document_from_row(row)
 
 
-def _locked(db: Session, disposition_id: uuid.UUID) -> Disposition:
-    row = db.one(DISPOSITION_FOR_UPDATE, id=disposition_id)
-    if row is None:
-        raise DispositionNotFound(f"Disposition {disposition_id} not found")
-    return _disposition(row, db.all(ITEMS, id=disposition_id))
-
-
-def _load(db: Session, disposition_id: uuid.UUID) -> Disposition:
-    row = db.one(DISPOSITION, id=disposition_id)
+def _load(db: Session, disposition_id: uuid.UUID, *, for_update: bool = False) -> Disposition:
+    row = db.one(DISPOSITION_FOR_UPDATE if for_update else DISPOSITION, id=disposition_id)
     if row is None:
         raise DispositionNotFound(f"Disposition {disposition_id} not found")
     return _disposition(row, db.all(ITEMS, id=disposition_id))
